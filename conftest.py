@@ -1,0 +1,11 @@
+import os
+import sys
+
+# no external plugins sneak into the core tests from the developer's environment
+sys._called_from_test = True
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+pytest_plugins = ["rewardkit.testing"]

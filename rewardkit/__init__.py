@@ -1,0 +1,30 @@
+"""rewardkit: reward plugins from RL post-training papers, composed onto TRL trainers."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from rewardkit.compose import RewardSet, compose, compose_from_yaml
+from rewardkit.hookspecs import hookimpl
+from rewardkit.plugins import get_hook, get_reward, list_hooks, list_plugins, list_rewards
+from rewardkit.reward import AsyncReward, Batch, FunctionReward, ProcessReward, Reward, Sample, StepScores
+
+__all__ = [
+    "AsyncReward",
+    "Batch",
+    "FunctionReward",
+    "ProcessReward",
+    "Reward",
+    "RewardSet",
+    "Sample",
+    "StepScores",
+    "__version__",
+    "compose",
+    "compose_from_yaml",
+    "get_hook",
+    "get_reward",
+    "hookimpl",
+    "list_hooks",
+    "list_plugins",
+    "list_rewards",
+]

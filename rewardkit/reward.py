@@ -1,0 +1,387 @@
+"""Reward base classes that follow TRL's reward-function protocol exactly.
+
+TRL calls every reward function once per generation batch as::
+
+    f(prompts=[...], completions=[...], completion_ids=[[...]], <dataset columns>=[...],
+      trainer_state=..., log_extra=..., log_metric=..., environments=...) -> list[float | None]
+
+``trainer_state``, ``log_extra``, ``log_metric`` and ``environments`` are optional: TRL's
+AsyncGRPOTrainer passes none of them. ``None`` means "does not apply to this sample".
+
+A subclass implements :meth:`Reward.score` (one sample) or :meth:`Reward.score_batch` (a whole
+batch, for models). The base class turns plain and conversational completions into text, checks
+column lengths, gives empty, oversize and non-UTF-8 completions a defined value, applies the
+``on_error`` policy and counts everything it did through ``log_metric``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from rewardkit.reducers import Reducer, get_reducer, reduce_steps
+
+ErrorPolicy = Literal["raise", "none"]
+TRL_CONTEXT_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
+DEFAULT_MAX_CHARS = 262_144
+# counters logged on every call, always the same keys so ranks gather the same metric names
+COUNTERS = ("errors", "empty", "oversize", "decode_errors", "none")
+
+
+class RewardInputError(ValueError):
+    """The trainer handed a reward inputs that do not fit the protocol (lengths, types)."""
+
+
+@dataclass
+class CallContext:
+    """The optional side channels TRL passes with each reward call."""
+
+    trainer_state: Any = None
+    log_extra: Callable[[str, list[Any]], None] | None = None
+    log_metric: Callable[[str, float], None] | None = None
+    environments: list[Any] | None = None
+
+    @property
+    def global_step(self) -> int | None:
+        return getattr(self.trainer_state, "global_step", None)
+
+
+@dataclass
+class Sample:
+    """One row of a reward call: the completion as text plus everything that came with it."""
+
+    index: int
+    prompt: Any
+    text: str
+    completion: Any
+    completion_ids: list[int] | None
+    row: dict[str, Any]
+
+
+@dataclass
+class Batch:
+    prompts: list[Any]
+    completions: list[Any]
+    texts: list[str]
+    completion_ids: list[list[int]] | None
+    columns: dict[str, list[Any]]
+    context: CallContext
+    skip: list[bool] = field(default_factory=list)  # rows that already have their defined value
+    # per-call counts live on the batch, not the reward, so concurrent calls (AsyncGRPO runs sync
+    # rewards in threads) never mix their numbers
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def sample(self, i: int) -> Sample:
+        return Sample(
+            index=i,
+            prompt=self.prompts[i],
+            text=self.texts[i],
+            completion=self.completions[i],
+            completion_ids=None if self.completion_ids is None else self.completion_ids[i],
+            row={k: v[i] for k, v in self.columns.items()},
+        )
+
+
+@dataclass
+class StepScores:
+    """Per-step scores of one completion; ``spans[i]`` is step i's ``(start, end)`` in the text."""
+
+    scores: list[float]
+    spans: list[tuple[int, int]]
+
+    def __post_init__(self) -> None:
+        if len(self.scores) != len(self.spans):
+            raise ValueError(f"{len(self.scores)} step scores but {len(self.spans)} spans")
+
+
+def message_text(content: Any) -> str:
+    """Text of a chat message's content: a string or a list of typed parts (VLM style)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content
+                       if not isinstance(p, dict) or p.get("type", "text") == "text")
+    raise TypeError(f"message content of type {type(content).__name__} is not text")
+
+
+def completion_text(completion: Any) -> str:
+    """Text of a plain (``str``) or conversational (list of messages) completion.
+
+    For conversational completions the assistant messages are joined: with tools one completion
+    holds several messages (assistant, tool, assistant, ...), and only the model's words are scored.
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, bytes):
+        return completion.decode("utf-8", errors="replace")
+    if isinstance(completion, dict):
+        completion = [completion]
+    if isinstance(completion, list):
+        parts = [message_text(m.get("content")) for m in completion
+                 if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
+        return "\n\n".join(parts)
+    raise TypeError(f"completion of type {type(completion).__name__} is neither text nor a list of messages")
+
+
+def _is_utf8_clean(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class Reward:
+    """Base class for rewardkit rewards: a picklable callable following TRL's protocol.
+
+    Args:
+        name: the metric name TRL logs under (``rewards/<name>/mean``); the registry sets the
+            registered name.
+        on_error: ``"raise"`` re-raises an exception inside the reward; ``"none"`` turns the
+            affected rows into ``None`` and counts them in ``rewardkit/<name>/errors``.
+        max_chars: completions longer than this get ``oversize_value`` and are counted.
+        oversize_value: the defined value of an oversize completion (``None``: does not apply).
+    """
+
+    kind: ClassVar[str] = "outcome"
+    # the value of an empty completion; None defers to score(), which sees the empty text
+    empty_value: ClassVar[float | None] = None
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        on_error: ErrorPolicy = "raise",
+        max_chars: int | None = DEFAULT_MAX_CHARS,
+        oversize_value: float | None = None,
+    ) -> None:
+        if on_error not in ("raise", "none"):
+            raise ValueError(f"on_error must be 'raise' or 'none', got {on_error!r}")
+        self.__name__ = name or ""
+        self.on_error = on_error
+        self.max_chars = max_chars
+        self.oversize_value = oversize_value
+        self.counters: Counter[str] = Counter()
+
+    # -- identity -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.__name__
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.__name__ = value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, kind={self.kind!r})"
+
+    # -- heavy state ------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        # lazily loaded models/encoders live in attributes starting with "_lazy_" and never pickle:
+        # the copy in TRL's rollout process loads its own on first call
+        return {k: (None if k.startswith("_lazy_") else v) for k, v in self.__dict__.items()}
+
+    # -- to override ------------------------------------------------------------------------
+    def score(self, sample: Sample) -> float | None:
+        """Score one sample. Override this, or :meth:`score_batch` for batched models."""
+        raise NotImplementedError(f"{type(self).__name__} must implement score() or score_batch()")
+
+    def score_batch(self, batch: Batch) -> list[float | None]:
+        out: list[float | None] = []
+        for i in range(len(batch)):
+            if batch.skip[i]:
+                out.append(None)
+                continue
+            try:
+                out.append(self.score(batch.sample(i)))
+            except Exception as exc:
+                out.append(self._swallow(exc, 1, batch))
+        return out
+
+    # -- protocol ---------------------------------------------------------------------------
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any],
+                 completion_ids: Sequence[Sequence[int]] | None = None, **kwargs: Any) -> list[float | None]:
+        batch, preset = self._prepare(prompts, completions, completion_ids, kwargs)
+        try:
+            values = self.score_batch(batch)
+        except Exception as exc:
+            values = [self._swallow(exc, len(batch), batch)] * len(batch)
+        return self._finish(batch, preset, values)
+
+    def _prepare(self, prompts, completions, completion_ids, kwargs) -> tuple[Batch, dict[int, float | None]]:
+        context = CallContext(**{k: kwargs.pop(k) for k in TRL_CONTEXT_KWARGS if k in kwargs})
+        n = len(completions)
+        if len(prompts) != n:
+            raise RewardInputError(f"reward {self.name!r}: {len(prompts)} prompts but {n} completions")
+        if completion_ids is not None and len(completion_ids) != n:
+            raise RewardInputError(f"reward {self.name!r}: {len(completion_ids)} completion_ids rows "
+                                   f"but {n} completions")
+        columns: dict[str, list[Any]] = {}
+        for key, values in kwargs.items():
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) != n:
+                raise RewardInputError(
+                    f"reward {self.name!r}: column {key!r} must be a list with one value per completion "
+                    f"({n}); got {type(values).__name__}"
+                    + (f" of length {len(values)}" if hasattr(values, "__len__") else ""))
+            columns[key] = list(values)
+        batch_counts: Counter[str] = Counter()
+        texts: list[str] = []
+        skip: list[bool] = []
+        preset: dict[int, float | None] = {}
+        for i, completion in enumerate(completions):
+            text = completion_text(completion)
+            if isinstance(completion, bytes) and "\ufffd" in text:
+                batch_counts["decode_errors"] += 1
+            if not _is_utf8_clean(text):
+                # lone surrogates from a bad decode: keep every valid character, mark the rest
+                text = text.encode("utf-8", errors="replace").decode("utf-8")
+                batch_counts["decode_errors"] += 1
+            if self.max_chars is not None and len(text) > self.max_chars:
+                batch_counts["oversize"] += 1
+                preset[i] = self.oversize_value
+                skip.append(True)
+                texts.append("")
+                continue
+            if not text.strip():
+                batch_counts["empty"] += 1
+                if self.empty_value is not None:
+                    preset[i] = self.empty_value
+                    skip.append(True)
+                    texts.append(text)
+                    continue
+            texts.append(text)
+            skip.append(False)
+        batch = Batch(list(prompts), list(completions), texts,
+                      None if completion_ids is None else [list(c) for c in completion_ids],
+                      columns, context, skip, batch_counts)
+        return batch, preset
+
+    def _swallow(self, exc: Exception, rows: int, batch: Batch) -> None:
+        if self.on_error == "raise":
+            raise exc
+        batch.counts["errors"] += rows
+        return None
+
+    def _finish(self, batch: Batch, preset: dict[int, float | None], values: Sequence[Any]) -> list[float | None]:
+        if len(values) != len(batch):
+            raise RewardInputError(f"reward {self.name!r} returned {len(values)} values for {len(batch)} completions")
+        out: list[float | None] = []
+        for i, v in enumerate(values):
+            if i in preset:
+                v = preset[i]
+            if v is not None:
+                v = float(v)
+                if not math.isfinite(v):
+                    # a NaN/inf would poison the group's normalisation: make it an error, not a reward
+                    self._swallow(FloatingPointError(f"reward {self.name!r} produced {v} for row {i}"), 1, batch)
+                    v = None
+            if v is None:
+                batch.counts["none"] += 1
+            out.append(v)
+        self._report(batch)
+        return out
+
+    def _report(self, batch: Batch) -> None:
+        self.counters.update(batch.counts)
+        self.counters["calls"] += 1
+        log_metric = batch.context.log_metric
+        if log_metric is not None:
+            for key in COUNTERS:
+                log_metric(f"rewardkit/{self.name}/{key}", float(batch.counts.get(key, 0)))
+        self.log_components(batch)
+
+    def log_components(self, batch: Batch) -> None:
+        """Hook for subclasses: log sub-scores of a call through ``batch.context.log_metric``."""
+
+
+class AsyncReward(Reward):
+    """A reward whose scoring is a coroutine; TRL gathers async rewards concurrently."""
+
+    async def ascore_batch(self, batch: Batch) -> list[float | None]:
+        raise NotImplementedError
+
+    async def __call__(self, prompts, completions, completion_ids=None, **kwargs):  # type: ignore[override]
+        batch, preset = self._prepare(prompts, completions, completion_ids, kwargs)
+        try:
+            values = await self.ascore_batch(batch)
+        except Exception as exc:
+            values = [self._swallow(exc, len(batch), batch)] * len(batch)
+        return self._finish(batch, preset, values)
+
+    def score_batch(self, batch: Batch) -> list[float | None]:
+        return asyncio.run(self.ascore_batch(batch))
+
+
+class ProcessReward(Reward):
+    """A reward that scores each step; a reducer turns the steps into TRL's scalar.
+
+    Subclasses implement :meth:`step_scores` (one sample) or :meth:`step_scores_batch`. The step
+    scores of the last call stay in :attr:`last_step_scores`, in the order of the call's rows, for
+    trainer hooks that place them on tokens.
+    """
+
+    kind: ClassVar[str] = "process"
+
+    def __init__(self, *, reducer: str | Reducer = "min", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reducer = reducer
+        get_reducer(reducer)  # fail at construction, not at the first training step
+        self.last_step_scores: list[StepScores | None] = []
+
+    def step_scores(self, sample: Sample) -> StepScores | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement step_scores() or step_scores_batch()")
+
+    def step_scores_batch(self, batch: Batch) -> list[StepScores | None]:
+        out: list[StepScores | None] = []
+        for i in range(len(batch)):
+            if batch.skip[i]:
+                out.append(None)
+                continue
+            try:
+                out.append(self.step_scores(batch.sample(i)))
+            except Exception as exc:
+                out.append(self._swallow(exc, 1, batch))
+        return out
+
+    def score_batch(self, batch: Batch) -> list[float | None]:
+        steps = self.step_scores_batch(batch)
+        if len(steps) != len(batch):
+            raise RewardInputError(f"reward {self.name!r} returned {len(steps)} step lists for {len(batch)} rows")
+        self.last_step_scores = steps
+        return [None if s is None else reduce_steps(s.scores, self.reducer) for s in steps]
+
+    def score_steps(self, prompts: Sequence[Any], completions: Sequence[Any],
+                    completion_ids: Sequence[Sequence[int]] | None = None, **kwargs: Any) -> list[StepScores | None]:
+        """Per-step scores and character spans for every completion (same inputs as ``__call__``)."""
+        self(prompts, completions, completion_ids, **kwargs)
+        return list(self.last_step_scores)
+
+    def __call__(self, prompts, completions, completion_ids=None, **kwargs):
+        self.last_step_scores = []
+        values = super().__call__(prompts, completions, completion_ids, **kwargs)
+        if len(self.last_step_scores) != len(values):
+            # the batch failed as a whole under on_error="none": keep rows aligned for hooks
+            self.last_step_scores = [None] * len(values)
+        return values
+
+
+class FunctionReward(Reward):
+    """Wrap a per-sample function ``fn(text, **row) -> float | None`` as a Reward."""
+
+    def __init__(self, fn: Callable[..., float | None], *, kind: str = "outcome", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fn = fn
+        if kind != "outcome":
+            raise ValueError("FunctionReward wraps outcome rewards; subclass ProcessReward for steps")
+
+    def score(self, sample: Sample) -> float | None:
+        return self.fn(sample.text, **sample.row)

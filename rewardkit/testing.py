@@ -1,0 +1,233 @@
+"""Offline tiny models and tokenizers, and pytest fixtures for plugin authors.
+
+Nothing here touches the Hugging Face Hub. The causal LM is Llama-style on purpose: for Qwen2-type
+directories ``AutoTokenizer`` ignores ``tokenizer_class`` and silently builds Qwen's own tokenizer.
+
+Use from a plugin's tests::
+
+    from rewardkit.testing import tiny_model_dir          # a path: pass it to GRPOTrainer(model=...)
+    pytest_plugins = ["rewardkit.testing"]               # or use the fixtures below
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+BUILD_VERSION = "1"
+SPECIAL_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "<|step|>", "<extra_0>"]
+EXTRA_WORDS = ["<think>", "</think>", "\\boxed{", "}", "Step", "answer", "The answer is", "correct", "incorrect",
+               "Wait, let me recheck my solution.", "Therefore, the answer is", "Let me try again.",
+               "+", "-", "yes", "no", "True", "False"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+STEP_TAG = "<|step|>"
+
+
+def cache_root() -> Path:
+    root = os.environ.get("REWARDKIT_CACHE") or os.path.join(Path.home(), ".cache", "rewardkit")
+    return Path(root)
+
+
+def _corpus() -> list[str]:
+    from rewardkit.data import load_arithmetic
+
+    rows = load_arithmetic()
+    lines = []
+    for r in rows:
+        lines.append(r["question"])
+        lines.append(r["reasoning"])
+        lines.append(f"The answer is \\boxed{{{r['solution']}}}.")
+    lines += EXTRA_WORDS
+    lines += [" ".join(str(i) for i in range(k, k + 20)) for k in range(0, 200, 20)]
+    return lines
+
+
+def build_tokenizer(vocab_size: int = 1024):
+    """A byte-level BPE tokenizer trained on the bundled arithmetic data, with a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_corpus(), trainer)
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>",
+                                 padding_side="left", additional_special_tokens=SPECIAL_TOKENS[2:])
+    hf.chat_template = CHAT_TEMPLATE
+    return hf
+
+
+def _llama_config(tokenizer, **overrides: Any):
+    from transformers import LlamaConfig
+
+    cfg = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+               tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+               pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    cfg.update(overrides)
+    return LlamaConfig(**cfg)
+
+
+def _atomic_build(target: Path, build) -> Path:
+    """Build into a temp dir and rename, so parallel test workers never see half a model."""
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        build(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process won the race
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def build_tiny_causal_lm(path: str | Path, *, seed: int = 0, **config: Any) -> Path:
+    """Write a tiny Llama causal LM (about 150k parameters) and its tokenizer to ``path``."""
+    import torch
+    from transformers import GenerationConfig, LlamaForCausalLM
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    tok = build_tokenizer()
+    model = LlamaForCausalLM(_llama_config(tok, **config))
+    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def build_tiny_prm(path: str | Path, *, seed: int = 0, num_labels: int = 2, **config: Any) -> Path:
+    """Write a tiny Llama token-classification PRM (label 1 = good step) and its tokenizer."""
+    import torch
+    from transformers import LlamaForTokenClassification
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    tok = build_tokenizer()
+    cfg = _llama_config(tok, num_labels=num_labels, **config)
+    model = LlamaForTokenClassification(cfg)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    (path / "rewardkit_prm.json").write_text(json.dumps({"step_tag": STEP_TAG, "positive_label": 1}))
+    return path
+
+
+def build_tiny_reward_model(path: str | Path, *, seed: int = 0, **config: Any) -> Path:
+    """Write a tiny Llama sequence-classification reward model (one logit) and its tokenizer."""
+    import torch
+    from transformers import LlamaForSequenceClassification
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    tok = build_tokenizer()
+    model = LlamaForSequenceClassification(_llama_config(tok, num_labels=1, **config))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def tiny_model_dir(kind: str = "causal_lm", *, seed: int = 0) -> Path:
+    """Path of a cached tiny model (``causal_lm``, ``prm`` or ``reward_model``), built on first use."""
+    builders = {"causal_lm": build_tiny_causal_lm, "prm": build_tiny_prm, "reward_model": build_tiny_reward_model}
+    if kind not in builders:
+        raise ValueError(f"unknown tiny model kind {kind!r}; choose from {sorted(builders)}")
+    target = cache_root() / f"tiny-{kind}-v{BUILD_VERSION}-s{seed}"
+    return _atomic_build(target, lambda d: builders[kind](d, seed=seed))
+
+
+def tiny_grpo_config(output_dir: str | Path, **overrides: Any):
+    """A GRPOConfig that runs fast on a CPU with the tiny model (override anything)."""
+    from trl import GRPOConfig
+
+    cfg = dict(output_dir=str(output_dir), use_cpu=True, bf16=False, report_to="none", max_steps=2,
+               logging_steps=1, save_strategy="no", per_device_train_batch_size=4, num_generations=4,
+               max_completion_length=16, learning_rate=1e-4, gradient_checkpointing=False, seed=0,
+               temperature=1.0, disable_tqdm=True)
+    cfg.update(overrides)
+    return GRPOConfig(**cfg)
+
+
+def tiny_prompt_dataset(n: int = 8, conversational: bool = False):
+    """A ``datasets.Dataset`` of bundled arithmetic prompts with a ``solution`` column."""
+    from datasets import Dataset
+
+    from rewardkit.data import load_arithmetic, to_prompt
+
+    rows = load_arithmetic()[:n]
+    return Dataset.from_list([{"prompt": to_prompt(r, conversational=conversational), "solution": r["solution"]}
+                              for r in rows])
+
+
+class LogCapture:
+    """Collects TRL ``log_metric`` / ``log_extra`` calls like the trainer would."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, list[float]] = {}
+        self.extra: dict[str, list[Any]] = {}
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.metrics.setdefault(name, []).append(value)
+
+    def log_extra(self, column: str, values: list[Any]) -> None:
+        self.extra[column] = list(values)
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"log_metric": self.log_metric, "log_extra": self.log_extra}
+
+
+# -- pytest fixtures (``pytest_plugins = ["rewardkit.testing"]``) ----------------------------------
+try:
+    import pytest
+except ImportError:  # pragma: no cover - pytest is a dev dependency
+    pytest = None
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def tiny_model_path() -> Path:
+        return tiny_model_dir("causal_lm")
+
+    @pytest.fixture(scope="session")
+    def tiny_prm_path() -> Path:
+        return tiny_model_dir("prm")
+
+    @pytest.fixture(scope="session")
+    def tiny_tokenizer(tiny_model_path):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(tiny_model_path)
+
+    @pytest.fixture
+    def log_capture() -> LogCapture:
+        return LogCapture()
+
+    @pytest.fixture
+    def temp_plugin() -> Iterator[Any]:
+        """Register plugin objects for one test: ``temp_plugin(obj, name)``; removed afterwards."""
+        from rewardkit import plugins
+
+        names: list[str] = []
+
+        def register(obj: Any, name: str) -> Any:
+            plugins.register_plugin(obj, name=name)
+            names.append(name)
+            return obj
+
+        yield register
+        for name in names:
+            plugins.unregister_plugin(name)

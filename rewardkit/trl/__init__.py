@@ -1,0 +1,13 @@
+"""The only place in rewardkit that knows TRL internals: attach rewards and hooks to trainers."""
+
+from rewardkit.trl.build import (
+    HOOK_STATE_FILE,
+    TRLCompatError,
+    build_trainer,
+    check_trl_compat,
+    load_hook_state,
+)
+from rewardkit.trl.hooks import TrainerHook
+
+__all__ = ["HOOK_STATE_FILE", "TRLCompatError", "TrainerHook", "build_trainer", "check_trl_compat",
+           "load_hook_state"]

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create .venv (if needed) and install rewardkit, every plugin under plugins/, and the dev tools.
+# torch is pinned to the CPU build where no GPU is present: an unpinned torch pulls a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
+    python -m pip install -q "torch==2.13.0"
+else
+    python -m pip install -q "torch==2.13.0"  # the CPU build on CPU-only machines
+fi
+plugin_args=()
+for d in plugins/*/; do
+    [ -f "$d/pyproject.toml" ] && plugin_args+=(-e "$d")
+done
+python -m pip install -q -e ".[dev,embed,deepspeed,serve]" "${plugin_args[@]}"
+python -c "import rewardkit, torch; print('rewardkit', rewardkit.__version__, '| torch', torch.__version__)"
