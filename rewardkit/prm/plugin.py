@@ -1,0 +1,31 @@
+"""Built-in plugin of the PRM core: the ``prm.score`` reward, the ``process_advantage`` hook and
+the ``rewardkit eval-prm`` command."""
+
+from __future__ import annotations
+
+from rewardkit.hookspecs import hookimpl
+
+
+def _process_advantage(**params):
+    from rewardkit.trl.process_advantage import ProcessAdvantageHook
+
+    return ProcessAdvantageHook(**params)
+
+
+def _prm_score(**params):
+    from rewardkit.prm.reward import prm_reward
+
+    return prm_reward(**params)
+
+
+@hookimpl
+def rewardkit_register_rewards(register):
+    register("prm.score", _prm_score, kind="process",
+             description="per-step scores of a PRM (tagged / prefix / remote backend) reduced to a scalar")
+
+
+@hookimpl
+def rewardkit_register_hooks(register):
+    register("process_advantage", _process_advantage,
+             description="per-token advantages from per-step process rewards (DeepSeekMath process "
+                         "supervision, or outcome + lambda * process)")

@@ -1,0 +1,541 @@
+"""Step scorers: per-step scores for a batch of ``(prompt, steps)``.
+
+One interface, :class:`StepScorer`, with three backends:
+
+``TaggedScorer``  one forward pass per trajectory. The PRM's step tag is placed after every step
+                  (whatever delimiter the policy used: steps arrive already split, so the policy's
+                  delimiter never reaches the PRM) and the score is read at every tag position.
+``PrefixScorer``  one forward pass per prefix ``steps[:k]`` (generative / prompt-templated PRMs).
+``RemoteScorer``  the same interface over HTTP (``POST {"prompts", "steps"} -> {"scores"}``).
+
+Score heads (``head=``):
+
+``"token_cls"``  ``AutoModelForTokenClassification``: softmax over labels, probability of
+                 ``positive_label`` (sigmoid when the model has one label). TRL-PRM / Qwen2.5-Math-PRM.
+``"lm"``         ``AutoModelForCausalLM``: ``p(good) / (p(good) + p(bad))`` of the next token at the
+                 tag, token ids derived from the tokenizer (``good_token="+"``, ``bad_token="-"``).
+                 Math-Shepherd / VisualPRM.
+``"value"``      ``AutoModelForSequenceClassification`` used as a value head on every position,
+                 sigmoid of its logit (probability of ``positive_label`` with two labels).
+
+Truncation is explicit and counted: sequences longer than ``max_length`` lose prompt tokens from
+the left first (``truncated`` +1); when the steps alone do not fit, the row is not scored (``None``,
+``too_long`` +1), or ``truncation="error"`` raises. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+HEADS = ("token_cls", "lm", "value")
+TRUNCATION = ("prompt", "error")
+PRM_META_FILE = "rewardkit_prm.json"  # optional: {"step_tag": ..., "positive_label": ...} beside a PRM
+
+RowScores = list[float] | None
+
+
+class StepScorer:
+    """Per-step scores for a batch of trajectories.
+
+    ``score(prompts, steps)`` takes the prompt text of each row and the step texts of each row
+    (``steps[i][k]`` is step k of row i, as split from the completion) and returns, for each row,
+    one float per step (``len(out[i]) == len(steps[i])``), or ``None`` when the row could not be
+    scored (too long under the truncation policy, server said so). Implementations must be
+    picklable: heavy state lives in attributes whose names start with ``_lazy_``.
+
+    ``stats``, when given, is a ``Counter`` the scorer adds its counts to (``truncated``,
+    ``too_long``, ``forwards``, ``tokens``); the caller logs them.
+    """
+
+    def score(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], *,
+              stats: Counter[str] | None = None) -> list[RowScores]:
+        raise NotImplementedError
+
+    def __call__(self, prompts, steps, **kwargs) -> list[RowScores]:
+        return self.score(prompts, steps, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: (None if k.startswith("_lazy_") else v) for k, v in self.__dict__.items()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def _check_inputs(prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> None:
+    if len(prompts) != len(steps):
+        raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
+    for i, row in enumerate(steps):
+        if isinstance(row, str):
+            raise TypeError(f"steps[{i}] is a string; pass a list of step strings per row")
+
+
+def _read_meta(path: str) -> dict[str, Any]:
+    meta = Path(path) / PRM_META_FILE
+    if meta.exists():
+        return json.loads(meta.read_text(encoding="utf-8"))
+    return {}
+
+
+def _head_from_architecture(arch: str) -> str:
+    if arch.endswith("ForTokenClassification"):
+        return "token_cls"
+    if arch.endswith("ForSequenceClassification"):
+        return "value"
+    if arch.endswith(("ForCausalLM", "ForConditionalGeneration", "LMHeadModel")):
+        return "lm"
+    raise ValueError(f"cannot tell the score head of a {arch}; pass head='token_cls'|'lm'|'value'")
+
+
+def _auto_class(head: str):
+    import transformers
+
+    return {"token_cls": transformers.AutoModelForTokenClassification,
+            "lm": transformers.AutoModelForCausalLM,
+            "value": transformers.AutoModelForSequenceClassification}[head]
+
+
+class HFStepScorer(StepScorer):
+    """Shared machinery of the transformers backends: loading, heads, batching, truncation.
+
+    Args:
+        model: a path or Hub id (loaded lazily with the ``AutoModel*`` class of the head), or a
+            loaded ``PreTrainedModel``.
+        tokenizer: a tokenizer, a path/id, or None (the model's own).
+        head: ``"token_cls"``, ``"lm"``, ``"value"`` or None (from the model's architecture).
+        step_tag: the PRM's step tag text (default: ``rewardkit_prm.json`` beside the model, else
+            ``"\\n\\n"`` for ``lm``/``value`` heads and ``"<|step|>"`` otherwise). The score is read at
+            the tag's last token.
+        step_separator: text after each tag (e.g. ``"\\n"``); not scored.
+        prompt_template: ``str.format`` template with ``{prompt}``, or a callable ``prompt -> text``.
+        positive_label: the "good step" label of token-cls / two-label value heads.
+        good_token, bad_token: the LM-head tokens whose probabilities are compared (single tokens).
+        max_length: longest sequence sent to the model; see the module docstring for the policy.
+        batch_size, max_batch_tokens: a forward batch holds at most this many rows / padded tokens.
+        device, dtype: where and how the model runs (default: the current CUDA device, else CPU;
+            float32 on CPU, the checkpoint's dtype on GPU).
+        add_bos: prepend the tokenizer's BOS token when it has one.
+        model_kwargs: extra ``from_pretrained`` kwargs (``trust_remote_code``, ``revision``, ...).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any = None, *, head: str | None = None,
+                 step_tag: str | None = None, step_separator: str = "\n",
+                 prompt_template: str | Callable[[str], str] = "{prompt}\n",
+                 positive_label: int | None = None, good_token: str = "+", bad_token: str = "-",
+                 max_length: int = 4096, truncation: str = "prompt", batch_size: int = 8,
+                 max_batch_tokens: int | None = 32768, device: str | None = None, dtype: Any = None,
+                 add_bos: bool = True, model_kwargs: dict[str, Any] | None = None) -> None:
+        if head is not None and head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+        if truncation not in TRUNCATION:
+            raise ValueError(f"truncation must be one of {TRUNCATION}, got {truncation!r}")
+        if max_length < 2:
+            raise ValueError("max_length must be at least 2")
+        if isinstance(model, (str, os.PathLike)):
+            self.model_ref: str | None = str(model)
+            self._lazy_model = None
+        else:
+            self.model_ref = getattr(getattr(model, "config", None), "_name_or_path", "") or None
+            self._lazy_model = model
+        if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+            self.tokenizer_ref = None if tokenizer is None else str(tokenizer)
+            self._lazy_tokenizer = None
+        else:
+            self.tokenizer_ref = getattr(tokenizer, "name_or_path", None) or None
+            self._lazy_tokenizer = tokenizer
+        meta = _read_meta(self.model_ref) if self.model_ref and os.path.isdir(self.model_ref) else {}
+        self.head = head
+        self.step_tag = step_tag if step_tag is not None else meta.get("step_tag")
+        self.step_separator = step_separator
+        self.prompt_template = prompt_template
+        self.positive_label = positive_label if positive_label is not None else meta.get("positive_label", 1)
+        self.good_token = good_token
+        self.bad_token = bad_token
+        self.max_length = int(max_length)
+        self.truncation = truncation
+        self.batch_size = int(batch_size)
+        self.max_batch_tokens = max_batch_tokens
+        self.device = device
+        self.dtype = dtype
+        self.add_bos = add_bos
+        self.model_kwargs = dict(model_kwargs or {})
+        self._lazy_ready = False
+
+    # -- loading --------------------------------------------------------------------------------
+    def _resolve_head(self, model: Any = None) -> str:
+        if self.head is not None:
+            return self.head
+        if model is not None:
+            return _head_from_architecture(type(model).__name__)
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(self.model_ref, **{k: v for k, v in self.model_kwargs.items()
+                                                             if k in ("trust_remote_code", "revision")})
+        archs = getattr(cfg, "architectures", None) or []
+        if not archs:
+            raise ValueError(f"{self.model_ref}: config names no architecture; pass head=")
+        return _head_from_architecture(archs[0])
+
+    def _default_device(self) -> str:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{torch.cuda.current_device()}"
+        return "cpu"
+
+    def _load(self) -> None:
+        if self._lazy_ready:
+            return
+        import torch
+        from transformers import AutoTokenizer
+
+        model = self._lazy_model
+        if model is None:
+            if not self.model_ref:
+                raise RuntimeError("this scorer was built from an in-memory model that was never saved and has "
+                                   "been pickled; pass a path so a copy can load it")
+            self.head = self._resolve_head()
+            kwargs = dict(self.model_kwargs)
+            if self.dtype is not None:
+                kwargs.setdefault("dtype", self.dtype)
+            model = _auto_class(self.head).from_pretrained(self.model_ref, **kwargs)
+        else:
+            self.head = self._resolve_head(model)
+        device = self.device or (str(model.device) if self._lazy_model is not None and hasattr(model, "device")
+                                 else self._default_device())
+        if self._lazy_model is None:
+            model.to(device)
+        model.eval()
+        tok = self._lazy_tokenizer
+        if tok is None:
+            ref = self.tokenizer_ref or self.model_ref
+            if not ref:
+                raise RuntimeError("no tokenizer: pass tokenizer= (an object or a path)")
+            tok = AutoTokenizer.from_pretrained(ref, **{k: v for k, v in self.model_kwargs.items()
+                                                        if k in ("trust_remote_code", "revision")})
+        self._lazy_model = model
+        self._lazy_tokenizer = tok
+        self._lazy_device = torch.device(device)
+        if self.step_tag is None:
+            self.step_tag = "<|step|>" if self.head == "token_cls" else "\n\n"
+        self._lazy_tag_ids = self._ids(self.step_tag)
+        if not self._lazy_tag_ids:
+            raise ValueError(f"step tag {self.step_tag!r} encodes to no tokens")
+        self._lazy_sep_ids = self._ids(self.step_separator) if self.step_separator else []
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self._lazy_pad_id = 0 if pad is None else int(pad)
+        if self.head == "lm":
+            self._lazy_good_bad = (self._single_token(self.good_token), self._single_token(self.bad_token))
+        self._lazy_ready = True
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self._lazy_tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _single_token(self, text: str) -> int:
+        ids = self._ids(text)
+        if len(ids) != 1:
+            raise ValueError(f"LM-head PRM token {text!r} encodes to {len(ids)} tokens {ids} with this tokenizer; "
+                             "pass good_token/bad_token that are single tokens")
+        return ids[0]
+
+    @property
+    def model(self):
+        self._load()
+        return self._lazy_model
+
+    @property
+    def tokenizer(self):
+        self._load()
+        return self._lazy_tokenizer
+
+    # -- encoding -------------------------------------------------------------------------------
+    def _prompt_text(self, prompt: str) -> str:
+        if callable(self.prompt_template):
+            return self.prompt_template(prompt)
+        return self.prompt_template.format(prompt=prompt)
+
+    def encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int], int]:
+        """Token ids of the tagged trajectory, the position of each step's tag, and the prompt length.
+
+        Pieces are tokenized separately (prompt, then each step, its tag, its separator) so the
+        tag positions are known by construction and every prefix ``steps[:k]`` is an exact token
+        prefix of the whole. A step's own text never contains the tag (it is removed) so the
+        PRM sees exactly one tag per step.
+        """
+        self._load()
+        tok = self._lazy_tokenizer
+        ids: list[int] = []
+        if self.add_bos and getattr(tok, "bos_token_id", None) is not None:
+            ids.append(int(tok.bos_token_id))
+        ids += self._ids(self._prompt_text(prompt))
+        prompt_len = len(ids)
+        positions = []
+        for step in steps:
+            if self.step_tag and self.step_tag.strip() and self.step_tag in step:
+                step = step.replace(self.step_tag, " ")
+            ids += self._ids(step)
+            ids += self._lazy_tag_ids
+            positions.append(len(ids) - 1)
+            ids += self._lazy_sep_ids
+        return ids, positions, prompt_len
+
+    def _fit(self, ids: list[int], positions: list[int], prompt_len: int,
+             stats: Counter[str] | None) -> tuple[list[int], list[int]] | None:
+        """Apply the truncation policy: cut the prompt from the left; None when the steps don't fit."""
+        # the trailing separator after the last tag is never needed
+        need = positions[-1] + 1 if positions else len(ids)
+        ids = ids[:need]
+        excess = len(ids) - self.max_length
+        if excess <= 0:
+            return ids, positions
+        if self.truncation == "error":
+            raise ValueError(f"PRM input of {len(ids)} tokens exceeds max_length={self.max_length} "
+                             "(truncation='error')")
+        keep_bos = 1 if (self.add_bos and getattr(self._lazy_tokenizer, "bos_token_id", None) is not None) else 0
+        if excess > prompt_len - keep_bos:
+            if stats is not None:
+                stats["too_long"] += 1
+            return None
+        if stats is not None:
+            stats["truncated"] += 1
+        ids = ids[:keep_bos] + ids[keep_bos + excess:]
+        return ids, [p - excess for p in positions]
+
+    # -- running the model -------------------------------------------------------------------------
+    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Row indices grouped into forward batches, longest first, so padding stays small."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batches: list[list[int]] = []
+        cur: list[int] = []
+        for i in order:
+            width = lengths[cur[0]] if cur else lengths[i]
+            too_many_tokens = self.max_batch_tokens is not None and (len(cur) + 1) * width > self.max_batch_tokens
+            if cur and (len(cur) >= self.batch_size or too_many_tokens):
+                batches.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            batches.append(cur)
+        return batches
+
+    def _head_scores(self, input_ids, attention_mask, rows, cols):
+        """Scores at ``(rows, cols)`` positions of one padded batch."""
+        import torch
+
+        model = self._lazy_model
+        if self.head == "token_cls":
+            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[rows, cols].float()
+            if logits.shape[-1] == 1:
+                return torch.sigmoid(logits[:, 0])
+            return torch.softmax(logits, dim=-1)[:, self.positive_label]
+        if self.head == "lm":
+            good, bad = self._lazy_good_bad
+            base = getattr(model, "base_model", None)
+            out_emb = model.get_output_embeddings()
+            if base is not None and base is not model and out_emb is not None:
+                hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[rows, cols]
+                w = out_emb.weight[[good, bad]]
+                logits = hidden.to(w.dtype) @ w.T
+                if getattr(out_emb, "bias", None) is not None:
+                    logits = logits + out_emb.bias[[good, bad]]
+            else:
+                logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[rows, cols][:, [good, bad]]
+            return torch.softmax(logits.float(), dim=-1)[:, 0]
+        # value head: the sequence-classification head applied at every position
+        base = model.base_model
+        head = None
+        for attr in ("score", "classifier", "v_head", "value_head"):
+            head = getattr(model, attr, None)
+            if head is not None:
+                break
+        if head is None:
+            raise ValueError(f"{type(model).__name__} has no score/classifier head to read per position")
+        hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[rows, cols]
+        logits = head(hidden).float()
+        if logits.shape[-1] == 1:
+            return torch.sigmoid(logits[:, 0])
+        return torch.softmax(logits, dim=-1)[:, self.positive_label]
+
+    def run(self, seqs: Sequence[list[int]], positions: Sequence[list[int]],
+            stats: Counter[str] | None = None) -> list[list[float]]:
+        """Forward ``seqs`` in length-sorted, right-padded batches; scores at ``positions`` per sequence."""
+        import torch
+
+        self._load()
+        out: list[list[float]] = [[] for _ in seqs]
+        if not seqs:
+            return out
+        dev = self._lazy_device
+        with torch.inference_mode():
+            for idx in self._batches([len(s) for s in seqs]):
+                width = max(len(seqs[i]) for i in idx)
+                input_ids = torch.full((len(idx), width), self._lazy_pad_id, dtype=torch.long)
+                attn = torch.zeros((len(idx), width), dtype=torch.long)
+                rows, cols = [], []
+                for r, i in enumerate(idx):
+                    s = seqs[i]
+                    input_ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
+                    attn[r, :len(s)] = 1
+                    rows += [r] * len(positions[i])
+                    cols += list(positions[i])
+                scores = self._head_scores(input_ids.to(dev), attn.to(dev), torch.tensor(rows, device=dev),
+                                           torch.tensor(cols, device=dev)).tolist()
+                k = 0
+                for i in idx:
+                    n = len(positions[i])
+                    out[i] = scores[k:k + n]
+                    k += n
+                if stats is not None:
+                    stats["forwards"] += 1
+                    stats["tokens"] += int(attn.sum())
+        return out
+
+
+class TaggedScorer(HFStepScorer):
+    """One forward pass per trajectory; the score of step k is read at its tag (see module doc)."""
+
+    def score(self, prompts, steps, *, stats=None):
+        _check_inputs(prompts, steps)
+        self._load()
+        seqs, positions, where = [], [], []
+        out: list[RowScores] = [None] * len(prompts)
+        for i, (prompt, row) in enumerate(zip(prompts, steps)):
+            if not row:
+                out[i] = []
+                continue
+            fitted = self._fit(*self.encode(prompt, row), stats)
+            if fitted is None:
+                continue
+            seqs.append(fitted[0])
+            positions.append(fitted[1])
+            where.append(i)
+        for i, sc in zip(where, self.run(seqs, positions, stats)):
+            out[i] = sc
+        return out
+
+
+class PrefixScorer(HFStepScorer):
+    """One forward pass per prefix ``steps[:k]``; the score is read at the prefix's last token.
+
+    With ``template=None`` a prefix is laid out exactly like :class:`TaggedScorer` lays out the
+    whole trajectory, cut after step k's tag, so on a causal PRM both backends give the same
+    scores. With ``template(prompt, steps_prefix) -> str`` (a prompt-templated or generative
+    judge, e.g. ending in "Is the last step correct? Answer:" with ``head="lm"``,
+    ``good_token=" yes"``, ``bad_token=" no"``) the whole text is tokenized and the score is read
+    at its last token.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any = None, *,
+                 template: Callable[[str, Sequence[str]], str] | None = None, **kwargs: Any) -> None:
+        super().__init__(model, tokenizer, **kwargs)
+        self.template = template
+
+    def score(self, prompts, steps, *, stats=None):
+        _check_inputs(prompts, steps)
+        self._load()
+        seqs, positions, where = [], [], []
+        out: list[RowScores] = [None] * len(prompts)
+        for i, (prompt, row) in enumerate(zip(prompts, steps)):
+            if not row:
+                out[i] = []
+                continue
+            row_seqs = []
+            if self.template is None:
+                fitted = self._fit(*self.encode(prompt, row), stats)
+                if fitted is None:
+                    continue
+                ids, pos = fitted
+                row_seqs = [ids[:p + 1] for p in pos]
+            else:
+                tok = self._lazy_tokenizer
+                for k in range(1, len(row) + 1):
+                    ids = list(tok(self.template(prompt, list(row[:k])), add_special_tokens=self.add_bos)["input_ids"])
+                    if len(ids) > self.max_length:
+                        if self.truncation == "error":
+                            raise ValueError(f"PRM input of {len(ids)} tokens exceeds max_length={self.max_length}")
+                        if stats is not None:
+                            stats["truncated"] += 1
+                        ids = ids[len(ids) - self.max_length:]
+                    row_seqs.append(ids)
+            for s in row_seqs:
+                seqs.append(s)
+                positions.append([len(s) - 1])
+                where.append(i)
+        flat = self.run(seqs, positions, stats)
+        for i, sc in zip(where, flat):
+            if out[i] is None:
+                out[i] = []
+            out[i].append(sc[0])
+        return out
+
+
+class RemoteScorer(StepScorer):
+    """A scorer behind HTTP: ``POST url`` with ``{"prompts": [...], "steps": [[...]]}``.
+
+    The server answers ``{"scores": [[float, ...] | null, ...]}`` (one list per row, one float per
+    step) and may add ``"stats": {"truncated": n, ...}``. Rows are sent in chunks of
+    ``batch_size``; a transport error is retried ``retries`` times, then raised.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 60.0, batch_size: int = 64, retries: int = 2,
+                 headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.batch_size = batch_size
+        self.retries = retries
+        self.headers = dict(headers or {})
+
+    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        import time
+        import urllib.error
+        import urllib.request
+
+        body = json.dumps(payload).encode("utf-8")
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            req = urllib.request.Request(self.url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json", **self.headers})
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    return json.loads(resp.read().decode("utf-8"))
+            except urllib.error.HTTPError as exc:  # the server answered: its error is not transient
+                detail = exc.read().decode("utf-8", errors="replace")[:500]
+                raise RuntimeError(f"PRM server {self.url} answered HTTP {exc.code}: {detail}") from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                last = exc
+                time.sleep(0.2 * (attempt + 1))
+        raise ConnectionError(f"PRM server {self.url} unreachable after {self.retries + 1} tries: {last}")
+
+    def score(self, prompts, steps, *, stats=None):
+        _check_inputs(prompts, steps)
+        out: list[RowScores] = []
+        for a in range(0, len(prompts), self.batch_size):
+            chunk_p = list(prompts[a:a + self.batch_size])
+            chunk_s = [list(s) for s in steps[a:a + self.batch_size]]
+            reply = self._post({"prompts": chunk_p, "steps": chunk_s})
+            scores = reply.get("scores")
+            if not isinstance(scores, list) or len(scores) != len(chunk_p):
+                raise RuntimeError(f"PRM server {self.url} returned {type(scores).__name__} "
+                                   f"for {len(chunk_p)} rows")
+            for row, sc in zip(chunk_s, scores):
+                if sc is not None and len(sc) != len(row):
+                    raise RuntimeError(f"PRM server {self.url} returned {len(sc)} scores for {len(row)} steps")
+                out.append(None if sc is None else [float(x) for x in sc])
+            if stats is not None:
+                for k, v in (reply.get("stats") or {}).items():
+                    stats[k] += int(v)
+        return out
+
+
+BACKENDS: dict[str, type[StepScorer]] = {"tagged": TaggedScorer, "prefix": PrefixScorer, "remote": RemoteScorer}
+
+
+def make_scorer(backend: str = "tagged", **kwargs: Any) -> StepScorer:
+    """Build a scorer by backend name: ``make_scorer("tagged", model=path, head="token_cls")``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown PRM backend {backend!r}; choose one of {sorted(BACKENDS)}")
+    return BACKENDS[backend](**kwargs)

@@ -1,0 +1,244 @@
+"""``process_advantage``: per-token advantages from per-step process rewards on GRPOTrainer.
+
+Modes:
+
+``process_supervision`` (DeepSeekMath §4.1.3) — all step rewards of a group (the
+    ``num_generations`` completions of one prompt, wherever they live across processes) are
+    normalised by that group's mean and std: ``r~ = (r - mean) / (std + eps)``; the advantage of a
+    token is the sum of the normalised rewards of the steps that end at or after it. Outcome
+    advantages are replaced.
+``outcome_plus_process`` — TRL's outcome advantage (per sequence) plus ``coef`` × the process term
+    above (per token).
+
+Step spans (characters of the completion text) map onto completion tokens through the tokenizer's
+offsets (:func:`rewardkit.trajectory.token_char_ends` / :func:`~rewardkit.trajectory.step_token_ends`).
+A step ends on the token that holds its last character. Tokens after the last step (trailing
+whitespace, EOS) get the last step's value; padding gets 0. Completions without step scores (no
+steps, PRM could not score them) get a process term of 0 and are counted.
+
+Several process rewards in ``reward_funcs`` are combined with the trainer's ``reward_weights``.
+The result is a ``(B, T)`` tensor aligned with ``output["completion_ids"]``; TRL's GRPO
+``_compute_loss`` consumes it as is. RLOOTrainer's loss is sequence-level (one importance ratio
+per completion times a ``(B,)`` advantage), so per-token advantages cannot enter it; with
+``sequence_level=True`` the per-token advantages are averaged over each completion's tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rewardkit.reward import ProcessReward, StepScores
+from rewardkit.trl.hooks import TrainerHook
+from rewardkit.trajectory import step_token_ends, token_char_ends
+
+MODES = ("process_supervision", "outcome_plus_process")
+NORMALIZE = ("group", "none")
+
+
+def token_advantages(step_values: Sequence[float], step_ends: Sequence[int], length: int, width: int) -> list[float]:
+    """Per-token process advantage of one completion.
+
+    ``step_values[k]`` is step k's (normalised) reward, ``step_ends[k]`` the exclusive token index
+    where it ends, ``length`` the number of real (unpadded) completion tokens, ``width`` the padded
+    row width. Token t gets ``sum(step_values[k] for k with step_ends[k] - 1 >= t)``; tokens at or
+    after the last step's end get the last step's value; padding gets 0.
+    """
+    out = [0.0] * width
+    if not step_values or length <= 0:
+        return out
+    at = [0.0] * (length + 1)
+    for v, e in zip(step_values, step_ends):
+        e = min(max(int(e), 1), length)
+        at[e - 1] += float(v)
+    run = 0.0
+    for t in range(length - 1, -1, -1):
+        run += at[t]
+        out[t] = run
+    # steps come in order, so the last step ends last
+    last_end = min(max(int(step_ends[-1]), 1), length)
+    for t in range(last_end, length):
+        out[t] = float(step_values[-1])
+    return out
+
+
+def _tokenizer_of(trainer: Any):
+    proc = getattr(trainer, "processing_class", None)
+    return getattr(proc, "tokenizer", proc)
+
+
+class ProcessAdvantageHook(TrainerHook):
+    """Turn per-step process rewards into per-token advantages (see the module docstring).
+
+    Args:
+        mode: ``"process_supervision"`` (default) or ``"outcome_plus_process"``.
+        coef: λ, the weight of the process term in ``outcome_plus_process``.
+        rewards: names of the process rewards to use (default: every ``ProcessReward`` in the
+            trainer's ``reward_funcs``).
+        normalize: ``"group"`` (mean/std of the group's step rewards, the paper) or ``"none"``
+            (group mean subtracted, no scaling).
+        eps: added to the std, like TRL (1e-4).
+        sequence_level: reduce the per-token advantages to their per-completion mean (RLOO).
+
+    State (saved in checkpoints): counts of rollouts, completions, steps and completions without
+    step scores, and running sums of the raw step rewards.
+    """
+
+    name = "process_advantage"
+
+    def __init__(self, mode: str = "process_supervision", coef: float = 1.0, rewards: Sequence[str] | None = None,
+                 normalize: str = "group", eps: float = 1e-4, sequence_level: bool = False) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown process_advantage mode {mode!r}; choose one of {MODES}")
+        if normalize not in NORMALIZE:
+            raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
+        self.mode = mode
+        self.coef = float(coef)
+        self.reward_names = None if rewards is None else list(rewards)
+        self.normalize = normalize
+        self.eps = float(eps)
+        self.sequence_level = sequence_level
+        self.state = self._empty_state()
+        self.last_process_term = None  # (B, T) tensor of the last rollout, for inspection
+
+    @staticmethod
+    def _empty_state() -> dict[str, float]:
+        return {"rollouts": 0, "completions": 0, "steps": 0, "missing": 0, "step_reward_sum": 0.0,
+                "step_reward_sq_sum": 0.0}
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _process_rewards(self, trainer: Any) -> list[tuple[int, ProcessReward]]:
+        funcs = list(getattr(trainer, "reward_funcs", []) or [])
+        found = [(i, f) for i, f in enumerate(funcs) if isinstance(f, ProcessReward)]
+        if self.reward_names is not None:
+            by_name = {f.name: (i, f) for i, f in found}
+            missing = [n for n in self.reward_names if n not in by_name]
+            if missing:
+                raise ValueError(f"process_advantage: no process reward named {missing} among reward_funcs "
+                                 f"(process rewards: {sorted(by_name)})")
+            found = [by_name[n] for n in self.reward_names]
+        return found
+
+    def setup(self, trainer: Any) -> None:
+        if not self._process_rewards(trainer):
+            raise ValueError("process_advantage needs a process reward (a rewardkit.ProcessReward such as "
+                             "rewardkit.prm.PRMReward) among the trainer's reward_funcs")
+        if type(trainer).__name__.endswith("RLOOTrainer") or _is_rloo(trainer):
+            if not self.sequence_level:
+                raise ValueError(
+                    "RLOOTrainer's loss is sequence-level (exp(sum logp - sum old logp) times a (B,) advantage), "
+                    "so per-token advantages cannot enter it; use GRPOTrainer, or pass sequence_level=True to "
+                    "average each completion's per-token advantages into one value")
+
+    # -- the work ---------------------------------------------------------------------------------
+    def after_rollout(self, trainer: Any, inputs: list[dict[str, Any]], output: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        completion_ids = output["completion_ids"]
+        mask = output["completion_mask"]
+        B, T = completion_ids.shape
+        device = completion_ids.device
+        lengths = mask.sum(dim=1).tolist()
+        tokenizer = _tokenizer_of(trainer)
+        accelerator = trainer.accelerator
+        G = int(trainer.num_generations)
+        weights = getattr(trainer, "reward_weights", None)
+        process = torch.zeros((B, T), dtype=torch.float32, device=device)
+        has_any = torch.zeros(B, dtype=torch.bool, device=device)
+        char_ends_cache: dict[int, list[int]] = {}
+        totals = torch.zeros(4, dtype=torch.float64, device=device)  # steps, sum, sq_sum, rows with scores
+        for idx, reward in self._process_rewards(trainer):
+            rows: list[StepScores | None] = list(reward.last_step_scores)
+            if len(rows) != B:
+                raise RuntimeError(f"process_advantage: reward {reward.name!r} holds {len(rows)} step-score rows for "
+                                   f"{B} completions; it must be called on exactly this rollout's local rows")
+            texts = getattr(reward, "last_texts", None)
+            w = 1.0 if weights is None else float(weights[idx])
+            # per-row sums of raw step rewards, gathered so group statistics are global
+            local = torch.zeros((B, 3), dtype=torch.float64, device=device)
+            for i, s in enumerate(rows):
+                if s is not None and s.scores:
+                    xs = torch.tensor(s.scores, dtype=torch.float64)
+                    local[i] = torch.stack([torch.tensor(float(len(xs))), xs.sum(), (xs * xs).sum()])
+            glob = accelerator.gather(local) if accelerator.num_processes > 1 else local
+            grouped = glob.view(-1, G, 3).sum(dim=1)  # (groups, 3)
+            n, s1, s2 = grouped[:, 0], grouped[:, 1], grouped[:, 2]
+            mean = torch.where(n > 0, s1 / n.clamp(min=1), torch.zeros_like(s1))
+            var = torch.where(n > 1, (s2 - n * mean * mean) / (n - 1).clamp(min=1), torch.zeros_like(s1))
+            std = var.clamp(min=0).sqrt()
+            start = accelerator.process_index * B
+            group_of = [(start + i) // G for i in range(B)]
+            totals += torch.stack([glob[:, 0].sum(), glob[:, 1].sum(), glob[:, 2].sum(), (glob[:, 0] > 0).sum()])
+            for i, s in enumerate(rows):
+                if s is None or not s.scores:
+                    continue
+                g = group_of[i]
+                scale = (std[g] + self.eps) if self.normalize == "group" else 1.0
+                values = [float((x - mean[g]) / scale) for x in s.scores]
+                length = int(lengths[i])
+                if i not in char_ends_cache:
+                    ids = completion_ids[i, :length].tolist()
+                    text = texts[i] if texts is not None and len(texts) == B else None
+                    char_ends_cache[i] = token_char_ends(ids, tokenizer, text)
+                ends = step_token_ends(s.spans, char_ends_cache[i])
+                row = token_advantages(values, ends, length, T)
+                process[i] += w * torch.tensor(row, dtype=torch.float32, device=device)
+                has_any[i] = True
+        process = process * mask.to(process.dtype)
+        self.last_process_term = process.detach().clone()
+        if self.mode == "process_supervision":
+            adv = process
+        else:
+            outcome = output["advantages"]
+            if outcome.dim() == 1:
+                outcome = outcome.unsqueeze(1).expand(B, T)
+            adv = (outcome.to(process.dtype) + self.coef * process) * mask.to(process.dtype)
+        if self.sequence_level:
+            adv = (adv * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        output["advantages"] = adv
+        # state and metrics, identical on every rank (built from gathered numbers)
+        missing_local = torch.tensor([float(B - int(has_any.sum()))], dtype=torch.float64, device=device)
+        missing = (accelerator.gather(missing_local).sum() if accelerator.num_processes > 1 else missing_local.sum())
+        n_completions = B * accelerator.num_processes
+        self.state["rollouts"] += 1
+        self.state["completions"] += n_completions
+        self.state["steps"] += int(totals[0].item())
+        self.state["missing"] += int(missing.item())
+        self.state["step_reward_sum"] += float(totals[1].item())
+        self.state["step_reward_sq_sum"] += float(totals[2].item())
+        self._log(trainer, {
+            "process_advantage/steps_per_completion": float(totals[0].item()) / max(n_completions, 1),
+            "process_advantage/step_reward_mean": float(totals[1].item()) / max(float(totals[0].item()), 1.0),
+            "process_advantage/missing_frac": float(missing.item()) / max(n_completions, 1),
+            "process_advantage/abs_process_term": float(process.abs().sum() / mask.sum().clamp(min=1)),
+        })
+        return output
+
+    def _log(self, trainer: Any, values: dict[str, float]) -> None:
+        # TRL keeps its per-step metrics in trainer._metrics[mode][key] (lists averaged at log time)
+        metrics = getattr(trainer, "_metrics", None)
+        if metrics is None:
+            return
+        mode = "train" if trainer.model.training else "eval"
+        for k, v in values.items():
+            metrics[mode][k].append(v)
+
+    # -- checkpointed state -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.state)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        fresh = self._empty_state()
+        unknown = set(state) - set(fresh)
+        if unknown:
+            raise KeyError(f"process_advantage state has unknown keys {sorted(unknown)}")
+        fresh.update(state)
+        self.state = fresh
+
+
+def _is_rloo(trainer: Any) -> bool:
+    try:
+        from trl import RLOOTrainer
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(trainer, RLOOTrainer)
