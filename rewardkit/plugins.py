@@ -129,7 +129,8 @@ def _collect() -> Registry:
         reg.plugins[name] = info
     for plugin in pm.get_plugins():
         pname = _plugin_name(plugin)
-        reg.plugins[pname] = PluginInfo(name=pname, version=_versions.get(pname, _core_version()))
+        version = _versions[pname] if pname in _versions else (_core_version() if pname in DEFAULT_PLUGINS else None)
+        reg.plugins[pname] = PluginInfo(name=pname, version=version)
 
     def impls(hook_name: str):
         caller = getattr(pm.hook, hook_name)
@@ -149,7 +150,7 @@ def _collect() -> Registry:
             reg.rewards[name] = RewardEntry(name, factory, kind, description, _p)
             reg.plugins[_p].rewards.append(name)
 
-        impl.function(register=register)
+        _call_hook(reg, impl, register)
 
     for impl in impls("rewardkit_register_hooks"):
         pname = impl.plugin_name
@@ -162,7 +163,7 @@ def _collect() -> Registry:
             reg.hooks[name] = HookEntry(name, factory, description, _p)
             reg.plugins[_p].hooks.append(name)
 
-        impl.function(register=register_hook)
+        _call_hook(reg, impl, register_hook)
 
     for impl in impls("rewardkit_register_commands"):
         pname = impl.plugin_name
@@ -175,8 +176,19 @@ def _collect() -> Registry:
             reg.commands[name] = CommandEntry(name, configure, run, help, _p)
             reg.plugins[_p].commands.append(name)
 
-        impl.function(register=register_command)
+        _call_hook(reg, impl, register_command)
     return reg
+
+
+def _call_hook(reg: Registry, impl: Any, register: Callable[..., Any]) -> None:
+    """Run one plugin's hook; a plugin whose hook raises is reported like one that fails to import."""
+    try:
+        impl.function(register=register)
+    except PluginError:
+        raise
+    except Exception as exc:
+        info = reg.plugins[impl.plugin_name]
+        info.error = f"{type(exc).__name__} in {impl.function.__name__}: {exc}\n{traceback.format_exc(limit=3)}"
 
 
 def _core_version() -> str | None:
@@ -264,3 +276,21 @@ def get_hook(name: str, **params: Any):
     if getattr(hook, "name", None) in (None, ""):
         hook.name = name
     return hook
+
+
+def reload_plugins() -> None:
+    """Forget every loaded entry-point plugin and load errors, then load again.
+
+    For tests and notebooks that change ``REWARDKIT_LOAD_PLUGINS`` or install a plugin at run time;
+    plugins registered in-process with :func:`register_plugin` stay registered.
+    """
+    global _loaded
+    with _lock:
+        for name in list(_versions):
+            if pm.get_plugin(name) is not None:
+                pm.unregister(name=name)
+        _versions.clear()
+        _load_errors.clear()
+        _loaded = False
+        invalidate()
+    load_plugins()

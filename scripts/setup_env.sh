@@ -14,7 +14,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
 else
     python -m pip install -q "torch==2.13.0"  # the CPU build on CPU-only machines
 fi
-plugin_args=()
+plugin_args=(-e examples/plugin-template)
 for d in plugins/*/; do
     [ -f "$d/pyproject.toml" ] && plugin_args+=(-e "$d")
 done

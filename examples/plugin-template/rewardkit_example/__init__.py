@@ -1,0 +1,1 @@
+"""A minimal rewardkit plugin: one reward and one trainer hook."""
