@@ -1,0 +1,43 @@
+"""Serve rewards over HTTP and call them from training processes.
+
+``rewardkit serve --reward NAME ...`` runs a FastAPI/uvicorn server (the ``serve`` extra) that
+scores requests for any registered reward or process reward, batching concurrent requests into one
+reward call, with a bounded queue, per-request timeouts and a ``/health`` endpoint.
+
+:class:`RemoteReward` and :class:`RemoteProcessReward` are rewardkit rewards that call such a
+server, with retries and a circuit breaker; :class:`RemoteStepScorer` is the same for the PRM
+step-scorer interface. Nothing heavy is imported until one of them is used, so ``import rewardkit``
+stays fast and works without the extra installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "RemoteReward": "rewardkit.serve.client",
+    "RemoteProcessReward": "rewardkit.serve.client",
+    "RemoteRewardError": "rewardkit.serve.client",
+    "CircuitOpenError": "rewardkit.serve.client",
+    "CircuitBreaker": "rewardkit.serve.client",
+    "RemoteStepScorer": "rewardkit.serve.client",
+    "RewardServer": "rewardkit.serve.server",
+    "ServerConfig": "rewardkit.serve.server",
+    "create_app": "rewardkit.serve.server",
+    "start_server": "rewardkit.serve.server",
+    "ServerHandle": "rewardkit.serve.server",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rewardkit.serve' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

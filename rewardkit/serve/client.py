@@ -1,0 +1,347 @@
+"""Clients of the reward server: rewards (and a PRM step scorer) that score over HTTP.
+
+Failure handling, in order:
+
+1. transport errors (refused, reset, client timeout) and 502/503/504 answers are retried with
+   exponential backoff and jitter, ``retries`` times;
+2. every request that still fails counts against a :class:`CircuitBreaker`; after
+   ``breaker_threshold`` failures in a row it opens and calls fail at once, without touching the
+   network, for ``breaker_reset_s``; then one trial call decides whether it closes again;
+3. what is left is a :class:`RemoteRewardError` (or :class:`CircuitOpenError`) carrying the
+   server's message. The reward's ``on_error`` policy decides: ``"raise"`` re-raises it,
+   ``"none"`` makes the rows ``None`` and counts them in ``rewardkit/<name>/errors``. A failure is
+   never turned into a 0.0.
+
+Answers the server could not give (4xx, or 500 because the reward itself raised) are not retried:
+the same request would fail again.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rewardkit.reward import Batch, ProcessReward, Reward, StepScores
+
+RETRY_STATUS = (502, 503, 504)
+
+
+class RemoteRewardError(RuntimeError):
+    """A remote reward call failed; ``status`` is the HTTP status (None for transport errors)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class CircuitOpenError(RemoteRewardError):
+    """The circuit breaker is open: recent calls failed, so this one is not even tried."""
+
+
+class CircuitBreaker:
+    """Closed -> (``threshold`` failures in a row) open -> (``reset_after_s``) half-open -> closed/open.
+
+    Thread-safe. In the half-open state exactly one trial call goes through; others fail fast.
+    """
+
+    def __init__(self, threshold: int = 5, reset_after_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if threshold < 1:
+            raise ValueError("breaker threshold must be >= 1")
+        self.threshold = threshold
+        self.reset_after_s = reset_after_s
+        self.clock = clock
+        self.state = "closed"
+        self.failures = 0
+        self.opened_at = 0.0
+        self.times_opened = 0
+        self._trial_in_flight = False
+        self._lock = threading.Lock()
+
+    def before_call(self, what: str = "remote reward") -> None:
+        with self._lock:
+            if self.state == "closed":
+                return
+            if self.state == "open":
+                wait = self.opened_at + self.reset_after_s - self.clock()
+                if wait > 0:
+                    raise CircuitOpenError(f"{what}: circuit open after {self.failures} failed calls in a row; "
+                                           f"next try in {wait:.1f} s")
+                self.state = "half_open"
+                self._trial_in_flight = False
+            if self._trial_in_flight:
+                raise CircuitOpenError(f"{what}: circuit half-open, a trial call is already in flight")
+            self._trial_in_flight = True
+
+    def record_success(self) -> None:
+        with self._lock:
+            self.state = "closed"
+            self.failures = 0
+            self._trial_in_flight = False
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self.failures += 1
+            self._trial_in_flight = False
+            if self.state == "half_open" or self.failures >= self.threshold:
+                if self.state != "open":
+                    self.times_opened += 1
+                self.state = "open"
+                self.opened_at = self.clock()
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars, torch tensors
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"cannot send a value of type {type(obj).__name__} to a reward server (not JSON)")
+
+
+class _RemoteMixin:
+    """HTTP transport, retries and breaker shared by the remote reward classes and step scorer."""
+
+    url: str
+    remote_name: str
+    timeout: float
+    retries: int
+    backoff_s: float
+    max_backoff_s: float
+    breaker_threshold: int
+    breaker_reset_s: float
+    max_rows_per_request: int
+
+    def _init_remote(self, url: str, reward: str, *, timeout: float, retries: int, backoff_s: float,
+                     max_backoff_s: float, breaker_threshold: int, breaker_reset_s: float,
+                     max_rows_per_request: int) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"reward server url must start with http:// or https://, got {url!r}")
+        if retries < 0 or max_rows_per_request < 1:
+            raise ValueError("retries must be >= 0 and max_rows_per_request >= 1")
+        self.url = url.rstrip("/")
+        self.remote_name = reward
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.breaker_threshold = breaker_threshold
+        self.breaker_reset_s = breaker_reset_s
+        self.max_rows_per_request = max_rows_per_request
+        self._lazy_client = None
+        self._lazy_breaker = None
+        self._lazy_lock = threading.Lock()
+
+    # lazily built, never pickled (the base Reward drops every "_lazy_" attribute)
+    def _client(self):
+        if self._lazy_client is None:
+            if getattr(self, "_lazy_lock", None) is None:
+                self._lazy_lock = threading.Lock()
+            with self._lazy_lock:
+                if self._lazy_client is None:
+                    try:
+                        import httpx
+                    except ImportError as exc:  # pragma: no cover
+                        raise ImportError("remote rewards need httpx: pip install 'rewardkit[serve]'") from exc
+                    self._lazy_client = httpx.Client(
+                        base_url=self.url, timeout=self.timeout,
+                        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        return self._lazy_client
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        if self._lazy_breaker is None:
+            self._lazy_breaker = CircuitBreaker(self.breaker_threshold, self.breaker_reset_s)
+        return self._lazy_breaker
+
+    def close(self) -> None:
+        if self._lazy_client is not None:
+            self._lazy_client.close()
+            self._lazy_client = None
+
+    def health(self) -> dict[str, Any]:
+        """The server's ``/health`` answer (raises :class:`RemoteRewardError` when unreachable)."""
+        import httpx
+
+        try:
+            resp = self._client().get("/health")
+        except httpx.HTTPError as exc:
+            raise RemoteRewardError(f"reward server {self.url} unreachable: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code != 200:
+            raise RemoteRewardError(f"reward server {self.url} /health answered {resp.status_code}",
+                                    status=resp.status_code)
+        return resp.json()
+
+    def _post(self, body: dict[str, Any], stats: dict[str, int] | None = None) -> dict[str, Any]:
+        import httpx
+
+        what = f"remote reward {self.remote_name!r} at {self.url}"
+        self.breaker.before_call(what)
+        payload = json.dumps(body, default=_json_default, allow_nan=False)
+        last: RemoteRewardError | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                if stats is not None:
+                    stats["retries"] = stats.get("retries", 0) + 1
+                delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+                time.sleep(delay * random.uniform(0.5, 1.5))
+            try:
+                resp = self._client().post("/v1/score", content=payload,
+                                           headers={"content-type": "application/json"})
+            except httpx.HTTPError as exc:
+                last = RemoteRewardError(f"{what}: {type(exc).__name__}: {exc}", retryable=True)
+                continue
+            if resp.status_code == 200:
+                self.breaker.record_success()
+                return resp.json()
+            try:
+                info = resp.json()
+            except ValueError:
+                info = {"error": resp.text[:500]}
+            err = RemoteRewardError(f"{what} answered {resp.status_code}: {info.get('error', info)}",
+                                    status=resp.status_code,
+                                    retryable=resp.status_code in RETRY_STATUS or bool(info.get("retryable")))
+            if not err.retryable:
+                # the server is up and answered: not a reason to open the circuit
+                self.breaker.record_success()
+                raise err
+            last = err
+        self.breaker.record_failure()
+        assert last is not None
+        raise RemoteRewardError(f"{last} (gave up after {self.retries + 1} attempts)", status=last.status,
+                                retryable=True) from last
+
+    def _remote_score(self, prompts: Sequence[Any], completions: Sequence[Any],
+                      completion_ids: Sequence[Sequence[int]] | None, columns: dict[str, list[Any]],
+                      *, steps: bool, stats: dict[str, int] | None = None) -> tuple[list[Any], list[Any] | None]:
+        values: list[Any] = []
+        step_rows: list[Any] | None = [] if steps else None
+        n = len(completions)
+        for start in range(0, n, self.max_rows_per_request):
+            end = min(n, start + self.max_rows_per_request)
+            body = {"reward": self.remote_name, "prompts": list(prompts[start:end]),
+                    "completions": list(completions[start:end]),
+                    "completion_ids": None if completion_ids is None else [list(c) for c in completion_ids[start:end]],
+                    "columns": {k: list(v[start:end]) for k, v in columns.items()}, "steps": steps}
+            answer = self._post(body, stats)
+            got = answer.get("rewards")
+            if not isinstance(got, list) or len(got) != end - start:
+                raise RemoteRewardError(f"remote reward {self.remote_name!r} returned "
+                                        f"{len(got) if isinstance(got, list) else got!r} values for {end - start} rows")
+            for v in got:
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    raise RemoteRewardError(f"remote reward {self.remote_name!r} returned a non-number {v!r}")
+            values += got
+            if step_rows is not None:
+                srows = answer.get("steps")
+                step_rows += srows if isinstance(srows, list) and len(srows) == end - start else [None] * (end - start)
+        return values, step_rows
+
+
+def _batch_rows(batch: Batch) -> tuple[list[int], dict[str, Any]]:
+    idx = [i for i in range(len(batch)) if not batch.skip[i]]
+    return idx, {
+        "prompts": [batch.prompts[i] for i in idx],
+        "completions": [batch.completions[i] for i in idx],
+        "completion_ids": None if batch.completion_ids is None else [batch.completion_ids[i] for i in idx],
+        "columns": {k: [v[i] for i in idx] for k, v in batch.columns.items()},
+    }
+
+
+REMOTE_DEFAULTS = dict(timeout=60.0, retries=3, backoff_s=0.1, max_backoff_s=5.0, breaker_threshold=5,
+                       breaker_reset_s=30.0, max_rows_per_request=512)
+
+
+class RemoteReward(_RemoteMixin, Reward):
+    """A reward scored by a rewardkit reward server: ``RemoteReward("http://host:8000", "math.accuracy")``.
+
+    Args:
+        url: the server's base URL.
+        reward: the name the server serves the reward under.
+        timeout: seconds per HTTP request (connect + answer).
+        retries: extra attempts on transport errors and 502/503/504.
+        backoff_s / max_backoff_s: exponential backoff between attempts (with 50-150% jitter).
+        breaker_threshold / breaker_reset_s: the circuit breaker (see the module docstring).
+        max_rows_per_request: bigger batches are split into several requests.
+        name, on_error, max_chars, ...: as for every :class:`rewardkit.Reward`; the name defaults to
+            ``reward``. Columns, ``completion_ids`` and the original completions (plain or chat) are
+            sent; empty and oversize completions are settled locally as the base class does.
+    """
+
+    def __init__(self, url: str, reward: str, *, name: str | None = None, **kwargs: Any) -> None:
+        remote = {k: kwargs.pop(k, v) for k, v in REMOTE_DEFAULTS.items()}
+        super().__init__(name=name or reward, **kwargs)
+        self._init_remote(url, reward, **remote)
+
+    def score_batch(self, batch: Batch) -> list[float | None]:
+        idx, rows = _batch_rows(batch)
+        out: list[float | None] = [None] * len(batch)
+        if not idx:
+            return out
+        stats: dict[str, int] = {}
+        try:
+            values, _ = self._remote_score(rows["prompts"], rows["completions"], rows["completion_ids"],
+                                           rows["columns"], steps=False, stats=stats)
+        finally:
+            batch.counts["remote_retries"] += stats.get("retries", 0)
+        for i, v in zip(idx, values):
+            out[i] = v
+        return out
+
+    def log_components(self, batch: Batch) -> None:
+        log = batch.context.log_metric
+        if log is not None:  # same keys on every call, so every rank gathers the same names
+            log(f"rewardkit/{self.name}/remote_retries", float(batch.counts.get("remote_retries", 0)))
+            log(f"rewardkit/{self.name}/remote_circuit_open", float(self.breaker.state != "closed"))
+
+
+class RemoteProcessReward(_RemoteMixin, ProcessReward):
+    """A process reward scored by a reward server; per-step scores land in ``last_step_scores``.
+
+    ``reducer=None`` (default) takes the server's own scalar; a reducer name re-reduces the
+    returned step scores here.
+    """
+
+    def __init__(self, url: str, reward: str, *, reducer: str | None = None, name: str | None = None,
+                 **kwargs: Any) -> None:
+        remote = {k: kwargs.pop(k, v) for k, v in REMOTE_DEFAULTS.items()}
+        super().__init__(reducer=reducer or "min", name=name or reward, **kwargs)
+        self.use_server_values = reducer is None
+        self._init_remote(url, reward, **remote)
+
+    def _fetch(self, batch: Batch) -> tuple[list[float | None], list[StepScores | None]]:
+        idx, rows = _batch_rows(batch)
+        values: list[float | None] = [None] * len(batch)
+        steps: list[StepScores | None] = [None] * len(batch)
+        if not idx:
+            return values, steps
+        stats: dict[str, int] = {}
+        try:
+            got, srows = self._remote_score(rows["prompts"], rows["completions"], rows["completion_ids"],
+                                            rows["columns"], steps=True, stats=stats)
+        finally:
+            batch.counts["remote_retries"] += stats.get("retries", 0)
+        for j, i in enumerate(idx):
+            values[i] = got[j]
+            s = srows[j] if srows is not None else None
+            if s is not None:
+                steps[i] = StepScores([float(x) for x in s["scores"]], [(int(a), int(b)) for a, b in s["spans"]])
+        return values, steps
+
+    def step_scores_batch(self, batch: Batch) -> list[StepScores | None]:
+        return self._fetch(batch)[1]
+
+    def score_batch(self, batch: Batch) -> list[float | None]:
+        from rewardkit.reducers import reduce_steps
+
+        values, steps = self._fetch(batch)
+        self.last_step_scores = steps
+        if self.use_server_values:
+            return values
+        return [None if s is None else reduce_steps(s.scores, self.reducer) for s in steps]
+
+    log_components = RemoteReward.log_components
