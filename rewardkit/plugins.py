@@ -20,7 +20,7 @@ import pluggy
 from rewardkit import hookspecs
 
 REWARD_KINDS = ("outcome", "process", "multi_turn")
-DEFAULT_PLUGINS = ("rewardkit.builtin_rewards", "rewardkit.prm.plugin")
+DEFAULT_PLUGINS = ("rewardkit.builtin_rewards", "rewardkit.prm.plugin", "rewardkit.serve.plugin")
 LOAD_ENV = "REWARDKIT_LOAD_PLUGINS"
 
 
