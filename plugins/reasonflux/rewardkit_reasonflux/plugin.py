@@ -1,0 +1,24 @@
+"""pluggy entry point of rewardkit-reasonflux: registers the rewards and the CLI commands."""
+
+from __future__ import annotations
+
+from rewardkit import hookimpl
+
+
+@hookimpl
+def rewardkit_register_rewards(register) -> None:
+    from rewardkit_reasonflux import rewards
+
+    register("reasonflux.quality", rewards.QualityReward, kind="process",
+             description="ReasonFlux step quality: an expert judge (local model or OpenAI-compatible HTTP) grades "
+                         "each thinking step in [0,1]")
+    register("reasonflux.coherence", rewards.CoherenceReward, kind="process",
+             description="ReasonFlux contrastive coherence of consecutive thinking steps vs negatives from other "
+                         "trajectories (cosine/tau, sentence embeddings)")
+    register("reasonflux.alignment", rewards.AlignmentReward, kind="process",
+             description="ReasonFlux alignment: cosine of each thinking step with the final response")
+    register("reasonflux.step", rewards.StepReward, kind="process",
+             description="ReasonFlux step reward: alignment, quality, coherence mixed by softmax-over-values weights")
+    register("reasonflux.trajectory", rewards.TrajectoryReward, kind="outcome",
+             description="ReasonFlux template-guided trajectory reward: success rate of N policy solutions under a "
+                         "judge-written template (math.accuracy)")
