@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rewardkit.prm.scorers import StepScorer
 from rewardkit.reward import Batch, ProcessReward, Reward, StepScores
 
 RETRY_STATUS = (502, 503, 504)
@@ -176,7 +177,8 @@ class _RemoteMixin:
                                     status=resp.status_code)
         return resp.json()
 
-    def _post(self, body: dict[str, Any], stats: dict[str, int] | None = None) -> dict[str, Any]:
+    def _post(self, body: dict[str, Any], stats: dict[str, int] | None = None,
+              path: str = "/v1/score") -> dict[str, Any]:
         import httpx
 
         what = f"remote reward {self.remote_name!r} at {self.url}"
@@ -190,7 +192,7 @@ class _RemoteMixin:
                 delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
                 time.sleep(delay * random.uniform(0.5, 1.5))
             try:
-                resp = self._client().post("/v1/score", content=payload,
+                resp = self._client().post(path, content=payload,
                                            headers={"content-type": "application/json"})
             except httpx.HTTPError as exc:
                 last = RemoteRewardError(f"{what}: {type(exc).__name__}: {exc}", retryable=True)
@@ -345,3 +347,44 @@ class RemoteProcessReward(_RemoteMixin, ProcessReward):
         return [None if s is None else reduce_steps(s.scores, self.reducer) for s in steps]
 
     log_components = RemoteReward.log_components
+
+
+class RemoteStepScorer(_RemoteMixin, StepScorer):
+    """The PRM :class:`~rewardkit.prm.StepScorer` interface over a reward server, with retries
+    and a circuit breaker: ``PRMReward(RemoteStepScorer("http://host:8000", "prm"), reducer="min")``.
+
+    Calls ``POST {url}/v1/steps/{scorer}`` (served for every process reward that has a step scorer,
+    e.g. ``prm.score``). Failures raise :class:`RemoteRewardError`; the wrapping reward's
+    ``on_error`` policy turns them into counted ``None`` or an exception.
+    """
+
+    def __init__(self, url: str, scorer: str, **kwargs: Any) -> None:
+        remote = {k: kwargs.pop(k, v) for k, v in REMOTE_DEFAULTS.items()}
+        if kwargs:
+            raise TypeError(f"unknown RemoteStepScorer arguments: {sorted(kwargs)}")
+        self._init_remote(url, scorer, **remote)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: (None if k.startswith("_lazy_") else v) for k, v in self.__dict__.items()}
+
+    def score(self, prompts, steps, *, stats=None):
+        if len(prompts) != len(steps):
+            raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
+        out: list[list[float] | None] = []
+        path = f"/v1/steps/{self.remote_name}"
+        for a in range(0, len(prompts), self.max_rows_per_request):
+            chunk_p = [str(p) for p in prompts[a:a + self.max_rows_per_request]]
+            chunk_s = [list(r) for r in steps[a:a + self.max_rows_per_request]]
+            reply = self._post({"prompts": chunk_p, "steps": chunk_s}, path=path)
+            scores = reply.get("scores")
+            if not isinstance(scores, list) or len(scores) != len(chunk_p):
+                raise RemoteRewardError(f"remote scorer {self.remote_name!r} returned "
+                                        f"{len(scores) if isinstance(scores, list) else scores!r} rows for {len(chunk_p)}")
+            for row, sc in zip(chunk_s, scores):
+                if sc is not None and (not isinstance(sc, list) or len(sc) != len(row)):
+                    raise RemoteRewardError(f"remote scorer {self.remote_name!r} returned {sc!r} for {len(row)} steps")
+                out.append(None if sc is None else [float(x) for x in sc])
+            if stats is not None:
+                for k, v in (reply.get("stats") or {}).items():
+                    stats[k] += int(v)
+        return out

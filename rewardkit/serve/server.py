@@ -81,19 +81,20 @@ class RewardFailed(ServeError):
 @dataclass
 class _Item:
     prompts: list[Any]
-    completions: list[Any]
+    completions: list[Any]  # for scorer requests: the step lists
     completion_ids: list[list[int]] | None
     columns: dict[str, list[Any]]
     want_steps: bool
     future: asyncio.Future
     expired: bool = False
+    mode: str = "reward"  # "reward": the reward's __call__; "scorer": its PRM step scorer
 
     @property
     def rows(self) -> int:
         return len(self.completions)
 
     def signature(self) -> tuple:
-        return (self.completion_ids is not None, tuple(sorted(self.columns)))
+        return (self.mode, self.completion_ids is not None, tuple(sorted(self.columns)))
 
 
 @dataclass
@@ -206,6 +207,8 @@ class _Batcher:
 
     # -- runs on the reward's thread ---------------------------------------------------------------
     def _call(self, items: list[_Item]) -> list[dict[str, Any]]:
+        if items[0].mode == "scorer":
+            return self._call_scorer(items)
         prompts: list[Any] = []
         completions: list[Any] = []
         ids: list[list[int]] | None = [] if items[0].completion_ids is not None else None
@@ -234,6 +237,34 @@ class _Batcher:
             start = end
         return out
 
+    def _call_scorer(self, items: list[_Item]) -> list[dict[str, Any]]:
+        from collections import Counter
+
+        prompts: list[Any] = []
+        steps: list[Any] = []
+        for it in items:
+            prompts += it.prompts
+            steps += it.completions
+        stats: Counter[str] = Counter()
+        t0 = time.perf_counter()
+        scores = self.reward.scorer.score(prompts, steps, stats=stats)
+        self.stats.score_seconds += time.perf_counter() - t0
+        self.stats.batches += 1
+        self.stats.max_batch_rows = max(self.stats.max_batch_rows, len(steps))
+        self.stats.nones += sum(s is None for s in scores)
+        if len(scores) != len(steps):
+            raise RuntimeError(f"scorer of {self.name!r} returned {len(scores)} rows for {len(steps)}")
+        out, start = [], 0
+        for it in items:
+            end = start + it.rows
+            res: dict[str, Any] = {"scores": [None if r is None else [float(x) for x in r]
+                                              for r in scores[start:end]]}
+            if len(items) == 1:
+                res["stats"] = {k: int(v) for k, v in stats.items() if k in ("truncated", "too_long")}
+            out.append(res)
+            start = end
+        return out
+
     def _score_group(self, items: list[_Item]) -> list[dict[str, Any] | BaseException]:
         try:
             return list(self._call(items))
@@ -250,6 +281,11 @@ class _Batcher:
                 self.stats.errors += 1
                 results.append(_as_serve_error(self.name, exc))
         return results
+
+
+def _has_scorer(reward: Any) -> bool:
+    scorer = getattr(reward, "scorer", None)
+    return scorer is not None and callable(getattr(scorer, "score", None))
 
 
 def _as_serve_error(name: str, exc: Exception) -> ServeError:
@@ -288,8 +324,9 @@ class RewardServer:
         for b in self.batchers.values():
             await b.stop()
 
-    def describe(self) -> list[dict[str, str]]:
-        return [{"name": n, "kind": r.kind, "class": type(r).__name__} for n, r in self.rewards.items()]
+    def describe(self) -> list[dict[str, Any]]:
+        return [{"name": n, "kind": r.kind, "class": type(r).__name__, "step_scorer": _has_scorer(r)}
+                for n, r in self.rewards.items()]
 
     def health(self) -> dict[str, Any]:
         return {
@@ -329,6 +366,31 @@ class RewardServer:
                 raise BadRequest(f"column {k!r} must be a list with one value per completion ({n})")
         future = asyncio.get_running_loop().create_future()
         return name, _Item(prompts, completions, ids, dict(columns), bool(body.get("steps", False)), future)
+
+    async def score_steps(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The PRM step scorer of reward ``name`` on ``{"prompts", "steps"}``."""
+        if name not in self.rewards:
+            raise UnknownReward(f"reward {name!r} is not served here; served: {sorted(self.rewards)}")
+        if not _has_scorer(self.rewards[name]):
+            raise UnknownReward(f"reward {name!r} has no PRM step scorer (only PRMReward-style rewards do); "
+                                f"use POST /v1/score")
+        if not isinstance(body, Mapping):
+            raise BadRequest("the request body must be a JSON object")
+        prompts, steps = body.get("prompts"), body.get("steps")
+        if not isinstance(prompts, list) or not isinstance(steps, list) or len(prompts) != len(steps):
+            raise BadRequest("'prompts' and 'steps' must be lists of the same length")
+        if not all(isinstance(p, str) for p in prompts):
+            raise BadRequest("'prompts' must be strings")
+        for i, row in enumerate(steps):
+            if not isinstance(row, list) or not all(isinstance(x, str) for x in row):
+                raise BadRequest(f"steps[{i}] must be a list of step strings")
+        if len(steps) > self.config.max_request_rows:
+            raise TooLarge(f"{len(steps)} rows in one request; this server takes at most "
+                           f"{self.config.max_request_rows}")
+        if not steps:
+            return {"scores": [], "stats": {}}
+        item = _Item(prompts, steps, None, {}, False, asyncio.get_running_loop().create_future(), mode="scorer")
+        return await self.batchers[name].submit(item)
 
     async def score(self, body: Mapping[str, Any]) -> dict[str, Any]:
         name, item = self._validate(body)
@@ -377,6 +439,17 @@ def create_app(server: RewardServer):
             return error(BadRequest("the request body is not valid JSON"))
         try:
             return await server.score(body)
+        except ServeError as exc:
+            return error(exc)
+
+    @app.post("/v1/steps/{name}")
+    async def steps(name: str, request: Request):
+        try:
+            body = await request.json()
+        except Exception:
+            return error(BadRequest("the request body is not valid JSON"))
+        try:
+            return await server.score_steps(name, body)
         except ServeError as exc:
             return error(exc)
 
