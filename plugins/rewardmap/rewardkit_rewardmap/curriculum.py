@@ -1,0 +1,398 @@
+"""RewardMap's multi-stage curriculum as a rewardkit trainer hook (``rewardmap.curriculum``).
+
+The official code orders the whole training set once — true/false, then line counting (Counting2 +
+Counting3), then stop counting (Counting1), then route planning — shuffling inside each stage, and
+reads it with a sequential sampler for one pass. This hook does the same on TRL's GRPO trainer:
+
+* :meth:`CurriculumHook.prepare_dataset` reorders the dataset stage by stage (seeded shuffles) and
+  adds ``curriculum_stage`` / ``curriculum_index`` columns;
+* :meth:`CurriculumHook.train_sampler` replaces TRL's shuffling sampler with one that reads prompts
+  in that order while keeping TRL's ``RepeatSampler`` layout (each prompt ``num_generations`` times
+  in a row, chunks of ``generation_batch_size / num_generations`` prompts, each chunk repeated
+  ``num_iterations * steps_per_generation`` times);
+* :meth:`CurriculumHook.after_rollout` notes the stage of each generation batch and, with
+  ``threshold`` set, the stage's mean accuracy (or reward) from the RewardMap reward;
+* a ``TrainerCallback`` adds ``curriculum/stage`` (and ``curriculum/stage_metric``) to every log;
+* :meth:`state_dict` / :meth:`load_state_dict` carry the stage position through checkpoints.
+
+Beyond the paper: ``threshold`` makes advancement performance-gated (the next stage starts once the
+mean of the last ``gate_window`` generation batches of the current stage reaches it, or when the
+stage ran ``max_passes`` times through its data), and ``replay`` mixes that fraction of prompts from
+earlier stages into later ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from rewardkit.trl import TrainerHook
+from torch.utils.data import Sampler
+from transformers import TrainerCallback
+
+from rewardkit_rewardmap.scoring import ALL_TYPES
+
+logger = logging.getLogger(__name__)
+
+STAGE_ORDERS: dict[str, list[list[str]]] = {
+    # the active order of the official rl_dataset.py
+    "official": [["TorF1", "TorF2"], ["Counting2", "Counting3"], ["Counting1"], ["planning"]],
+    # the two commented-out alternatives of the official code
+    "coarse": [["TorF1", "TorF2", "Counting1", "Counting2", "Counting3"], ["planning"]],
+    "fine": [["TorF1"], ["TorF2"], ["Counting3"], ["Counting2"], ["Counting1"], ["planning"]],
+    # no curriculum: one stage holding everything (a seeded shuffle)
+    "none": [list(ALL_TYPES)],
+}
+STAGE_COLUMN = "curriculum_stage"
+INDEX_COLUMN = "curriculum_index"
+
+
+def _stage_seed(seed: int, stage: int, rep: int) -> int:
+    return (seed * 1_000_003 + stage * 10_007 + rep * 101) & 0xFFFFFFFF
+
+
+class CurriculumHook(TrainerHook):
+    """Stage-by-stage prompt order for GRPO (RewardMap §4.3), optionally performance-gated.
+
+    Args:
+        stages: ``"official"`` (TorF -> Counting2/3 -> Counting1 -> planning), ``"coarse"``,
+            ``"fine"``, ``"none"``, or a list of lists of type names.
+        seed: seed of the within-stage shuffles (the official shuffles are unseeded).
+        type_column: the column holding the question type.
+        threshold: ``None`` (default, the paper): each stage lasts as long as its data. A number:
+            advance when the stage's mean ``gate_metric`` over the last ``gate_window`` generation
+            batches reaches it (stages then repeat their data, reshuffled, up to ``max_passes``).
+        gate_metric: ``"acc"`` (RewardMap correctness, 0..1) or ``"reward"`` (the weighted reward).
+        gate_window: generation batches averaged for the gate.
+        max_passes: passes over a stage's data before a gated run advances anyway.
+        replay: fraction (0 <= replay < 1) of each later stage's prompts drawn from earlier stages.
+    """
+
+    name = "rewardmap.curriculum"
+
+    def __init__(self, *, stages: str | Sequence[Sequence[str]] = "official", seed: int = 42,
+                 type_column: str = "type", threshold: float | None = None, gate_metric: str = "acc",
+                 gate_window: int = 1, max_passes: int = 3, replay: float = 0.0) -> None:
+        if isinstance(stages, str):
+            if stages not in STAGE_ORDERS:
+                raise ValueError(f"stages must be one of {sorted(STAGE_ORDERS)} or a list of type lists, got {stages!r}")
+            stage_types = STAGE_ORDERS[stages]
+        else:
+            stage_types = [list(s) for s in stages]
+        seen: dict[str, int] = {}
+        for k, group in enumerate(stage_types):
+            if not group:
+                raise ValueError(f"stage {k} is empty")
+            for t in group:
+                if t in seen:
+                    raise ValueError(f"type {t!r} is in stages {seen[t]} and {k}")
+                seen[t] = k
+        if gate_metric not in ("acc", "reward"):
+            raise ValueError(f"gate_metric must be 'acc' or 'reward', got {gate_metric!r}")
+        if not 0.0 <= replay < 1.0:
+            raise ValueError(f"replay is a fraction in [0, 1), got {replay!r}")
+        if gate_window < 1 or max_passes < 1:
+            raise ValueError("gate_window and max_passes must be >= 1")
+        self.stage_types = stage_types
+        self.stage_of_type = seen
+        self.seed = int(seed)
+        self.type_column = type_column
+        self.threshold = None if threshold is None else float(threshold)
+        self.gate_metric = gate_metric
+        self.gate_window = int(gate_window)
+        self.max_passes = int(max_passes)
+        self.replay = float(replay)
+        # filled by prepare_dataset
+        self.stage_rows: list[list[int]] = []   # gated: dataset rows of each stage
+        self.stage_sizes: list[int] = []
+        # progress (what state_dict saves)
+        self.stage = 0                 # stage of the last generation batch (gated: the stage being drawn)
+        self.rollouts = 0              # generation batches seen
+        self.stage_metric: float | None = None
+        self.stage_history: list[int] = []   # stage of every generation batch
+        self.window: list[float] = []
+        self.cursors: list[int] = []
+        self.chunks_drawn = 0
+        self.epoch_start_rollouts = 0
+        self.epoch_chunks: list[list[int]] = []
+        self.advances: list[tuple[int, int, str]] = []  # (rollout, new stage, why)
+        self._resume_chunks: list[list[int]] | None = None
+        self._rewards: list[Any] = []
+        self.seen_indices: list[list[int]] = []  # local rows' curriculum_index per generation batch (not saved)
+
+    @property
+    def gated(self) -> bool:
+        return self.threshold is not None
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stage_types)
+
+    def stage_name(self, k: int) -> str:
+        return "+".join(self.stage_types[k])
+
+    # -- 1. dataset ---------------------------------------------------------------------------
+    def prepare_dataset(self, dataset: Any) -> Any:
+        if dataset is None:
+            return None
+        if not hasattr(dataset, "select") or not hasattr(dataset, "add_column"):
+            raise TypeError("rewardmap.curriculum orders a datasets.Dataset (map-style); got "
+                            f"{type(dataset).__name__}")
+        if self.type_column not in dataset.column_names:
+            raise ValueError(f"rewardmap.curriculum needs a {self.type_column!r} column; columns: {dataset.column_names}")
+        for col in (STAGE_COLUMN, INDEX_COLUMN):
+            if col in dataset.column_names:
+                dataset = dataset.remove_columns(col)
+        natural: list[int] = []
+        for i, t in enumerate(dataset[self.type_column]):
+            if t not in self.stage_of_type:
+                raise ValueError(f"row {i}: type {t!r} is in no curriculum stage {self.stage_types}")
+            natural.append(self.stage_of_type[t])
+        by_stage = [[i for i, s in enumerate(natural) if s == k] for k in range(self.num_stages)]
+        self.stage_sizes = [len(r) for r in by_stage]
+        logger.info("rewardmap.curriculum stages: %s", ", ".join(
+            f"{self.stage_name(k)}={n}" for k, n in enumerate(self.stage_sizes)))
+        if self.gated:
+            # the sampler orders rows at run time; keep the data as is
+            if not any(by_stage):
+                raise ValueError("rewardmap.curriculum: the dataset is empty")
+            self.stage_rows = by_stage
+            self.cursors = [0] * self.num_stages
+            self.stage = next(k for k, rows in enumerate(by_stage) if rows)
+            dataset = dataset.add_column(STAGE_COLUMN, natural)
+            return dataset.add_column(INDEX_COLUMN, list(range(len(natural))))
+        order: list[int] = []
+        stage_col: list[int] = []
+        for k, rows in enumerate(by_stage):
+            block = list(rows)
+            random.Random(_stage_seed(self.seed, k, 0)).shuffle(block)
+            earlier = [i for j in range(k) for i in by_stage[j]]
+            if self.replay and earlier and block:
+                n_replay = round(self.replay * len(block) / (1.0 - self.replay))
+                rng = random.Random(_stage_seed(self.seed, k, 1))
+                picks = [earlier[rng.randrange(len(earlier))] for _ in range(n_replay)]
+                block = block + picks
+                rng.shuffle(block)
+            order += block
+            stage_col += [k] * len(block)
+        dataset = dataset.select(order)
+        dataset = dataset.add_column(STAGE_COLUMN, stage_col)
+        return dataset.add_column(INDEX_COLUMN, order)
+
+    # -- 2. setup: find the RewardMap reward, put the log callback first ------------------------
+    def setup(self, trainer: Any) -> None:
+        from rewardkit_rewardmap.rewards import _RewardMapBase
+
+        self._rewards = [f for f in getattr(trainer, "reward_funcs", []) if isinstance(f, _RewardMapBase)]
+        if self.gated and not self._rewards:
+            raise ValueError("rewardmap.curriculum with a threshold gates on a RewardMap reward "
+                             "(rewardmap.reward / .route / .plus); none is among the trainer's reward_funcs")
+        # log the stage before reporting callbacks (wandb, printer) see the logs
+        handler = trainer.callback_handler
+        for cb in list(handler.callbacks):
+            if isinstance(cb, StageLogCallback) and cb.hook is self:
+                handler.callbacks.remove(cb)
+                handler.callbacks.insert(0, cb)
+
+    def callbacks(self) -> list[Any]:
+        return [StageLogCallback(self)]
+
+    # -- 3. sampler ----------------------------------------------------------------------------
+    def train_sampler(self, trainer: Any, dataset: Any, default: Any) -> Any:
+        mini = trainer.num_generations
+        chunk = trainer.args.generation_batch_size // mini
+        repeat = trainer.num_iterations * trainer.args.steps_per_generation
+        if not self.gated:
+            from trl.trainer.utils import RepeatSampler
+
+            return RepeatSampler(data_source=dataset, mini_repeat_count=mini, batch_size=chunk,
+                                 repeat_count=repeat, shuffle=False, seed=trainer.args.seed)
+        if not self.stage_rows:
+            raise RuntimeError("rewardmap.curriculum: prepare_dataset was not called on this dataset "
+                               "(build the trainer with rewardkit.trl.build_trainer)")
+        return GatedCurriculumSampler(self, len(dataset), mini, chunk, repeat)
+
+    # gated drawing (called by the sampler, identically on every rank)
+    def _draw_chunk(self, size: int) -> list[int]:
+        k = self.stage
+        n = len(self.stage_rows[k])
+        n_replay = round(self.replay * size) if (self.replay and k > 0) else 0
+        own = size - n_replay
+        if self._next_stage() is not None and self.cursors[k] + own > self.max_passes * n:
+            self._advance(f"{self.max_passes} passes over its data")
+            return self._draw_chunk(size)
+        picks: list[int] = []
+        while len(picks) < own:
+            rep, pos = divmod(self.cursors[k], n)
+            perm = list(self.stage_rows[k])
+            random.Random(_stage_seed(self.seed, k, rep)).shuffle(perm)
+            take = min(own - len(picks), n - pos)
+            picks += perm[pos:pos + take]
+            self.cursors[k] += take
+        if n_replay:
+            earlier = [i for j in range(k) for i in self.stage_rows[j]]
+            rng = random.Random(_stage_seed(self.seed, 10_000 + self.chunks_drawn, 7))
+            pool = earlier or self.stage_rows[k]
+            picks += [pool[rng.randrange(len(pool))] for _ in range(n_replay)]
+        self.chunks_drawn += 1
+        return picks
+
+    def _next_stage(self) -> int | None:
+        for k in range(self.stage + 1, self.num_stages):
+            if self.stage_rows[k]:
+                return k
+        return None
+
+    def _advance(self, why: str) -> None:
+        nxt = self._next_stage()
+        if nxt is None:
+            return
+        self.stage = nxt
+        self.window = []
+        self.advances.append((self.rollouts, self.stage, why))
+        logger.info("rewardmap.curriculum: stage %d (%s) starts after %d generation batches (%s)",
+                    self.stage, self.stage_name(self.stage), self.rollouts, why)
+
+    # -- 4. after each rollout: stage and gate ---------------------------------------------------
+    def after_rollout(self, trainer: Any, inputs: list[dict[str, Any]], output: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        stages = [int(r.get(STAGE_COLUMN, 0)) for r in inputs]
+        self.seen_indices.append([int(r.get(INDEX_COLUMN, -1)) for r in inputs])
+        local_stage = max(stages) if stages else 0
+        total, count = 0.0, 0
+        for reward in self._rewards:
+            comps = getattr(reward, "last_components", [])
+            if len(comps) != len(inputs):
+                continue
+            for s, c in zip(stages, comps):
+                if c is not None and s == local_stage:
+                    total += c.acc if self.gate_metric == "acc" else c.reward
+                    count += 1
+            break
+        stats = torch.tensor([float(local_stage), total, float(count)], dtype=torch.float64)
+        accelerator = getattr(trainer, "accelerator", None)
+        if accelerator is not None and accelerator.num_processes > 1:
+            gathered = accelerator.gather(stats.to(accelerator.device)).view(-1, 3).cpu()
+            stage = int(gathered[:, 0].max().item())
+            keep = gathered[gathered[:, 0] == stage]
+            total, count = float(keep[:, 1].sum().item()), int(keep[:, 2].sum().item())
+        else:
+            stage = local_stage
+        self.rollouts += 1
+        self.stage_history.append(stage)
+        self.stage_metric = total / count if count else None
+        if self.gated:
+            self._gate(stage, self.stage_metric)
+        else:
+            self.stage = stage
+        return output
+
+    def _gate(self, stage: int, value: float | None) -> None:
+        if stage != self.stage or value is None:
+            return  # a batch drawn before the last advance, or no RewardMap rows
+        self.window.append(value)
+        recent = self.window[-self.gate_window:]
+        if len(recent) >= self.gate_window and sum(recent) / len(recent) >= self.threshold:
+            self._advance(f"{self.gate_metric} {sum(recent) / len(recent):.3f} >= {self.threshold}")
+
+    # -- 5. checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "rollouts": self.rollouts, "stage_metric": self.stage_metric,
+                "stage_history": list(self.stage_history), "window": list(self.window),
+                "cursors": list(self.cursors), "chunks_drawn": self.chunks_drawn,
+                "epoch_start_rollouts": self.epoch_start_rollouts,
+                "epoch_chunks": [list(c) for c in self.epoch_chunks], "advances": list(self.advances),
+                "stage_types": [list(s) for s in self.stage_types], "seed": self.seed, "gated": self.gated}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("stage_types") != [list(s) for s in self.stage_types] or state.get("seed") != self.seed \
+                or state.get("gated") != self.gated:
+            raise ValueError("rewardmap.curriculum: the checkpoint was written with other stages, seed or gating "
+                             f"({state.get('stage_types')}, seed {state.get('seed')}, gated {state.get('gated')}); "
+                             "resume with the same hook parameters")
+        self.stage = int(state["stage"])
+        self.rollouts = int(state["rollouts"])
+        self.stage_metric = state["stage_metric"]
+        self.stage_history = list(state["stage_history"])
+        self.window = list(state["window"])
+        self.cursors = list(state["cursors"])
+        self.chunks_drawn = int(state["chunks_drawn"])
+        self.epoch_start_rollouts = int(state["epoch_start_rollouts"])
+        self.epoch_chunks = [list(c) for c in state["epoch_chunks"]]
+        self.advances = [tuple(a) for a in state["advances"]]
+        # the trainer skips the batches this epoch already trained on by iterating the sampler again:
+        # replay the chunks drawn this epoch (trained + prefetched) before drawing new ones
+        self._resume_chunks = [list(c) for c in self.epoch_chunks]
+
+
+class GatedCurriculumSampler(Sampler):
+    """TRL's ``RepeatSampler`` layout over chunks the curriculum hook draws one at a time.
+
+    One epoch is ``len(dataset) // chunk`` chunks (the length TRL's sampler would have), so the
+    trainer's step arithmetic and resume skipping stay valid; the next epoch continues the
+    curriculum where it stopped.
+    """
+
+    def __init__(self, hook: CurriculumHook, num_rows: int, mini_repeat_count: int, batch_size: int,
+                 repeat_count: int) -> None:
+        self.hook = hook
+        self.mini_repeat_count = mini_repeat_count
+        self.batch_size = batch_size
+        self.repeat_count = repeat_count
+        self.chunks_per_epoch = num_rows // batch_size
+        if self.chunks_per_epoch == 0:
+            raise ValueError(f"rewardmap.curriculum: {num_rows} prompts make no full chunk of {batch_size}")
+
+    def __len__(self) -> int:
+        return self.chunks_per_epoch * self.batch_size * self.mini_repeat_count * self.repeat_count
+
+    def _expand(self, chunk: list[int]) -> Iterator[int]:
+        for _ in range(self.repeat_count):
+            for index in chunk:
+                for _ in range(self.mini_repeat_count):
+                    yield index
+
+    def __iter__(self) -> Iterator[int]:
+        hook = self.hook
+        resume, hook._resume_chunks = hook._resume_chunks, None
+        if resume is not None and hook.rollouts - hook.epoch_start_rollouts >= self.chunks_per_epoch:
+            resume = None  # the checkpoint's epoch was fully trained: the trainer starts a new one
+        if resume is None:
+            hook.epoch_chunks = []
+            hook.epoch_start_rollouts = hook.rollouts
+            resume = []
+        emitted = 0
+        for chunk in resume:
+            emitted += 1
+            yield from self._expand(chunk)
+        while emitted < self.chunks_per_epoch:
+            chunk = hook._draw_chunk(self.batch_size)
+            hook.epoch_chunks.append(chunk)
+            emitted += 1
+            yield from self._expand(chunk)
+
+
+class StageLogCallback(TrainerCallback):
+    """Adds ``curriculum/stage`` (stage of the last generation batch), ``curriculum/stage_metric``
+    and, when gated, ``curriculum/gate_stage`` (the stage being drawn) to the trainer's logs."""
+
+    def __init__(self, hook: CurriculumHook) -> None:
+        self.hook = hook
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        h = self.hook
+        if logs is None or not h.stage_history:
+            return control
+        extra = {"curriculum/stage": float(h.stage_history[-1])}
+        if h.stage_metric is not None:
+            extra["curriculum/stage_metric"] = float(h.stage_metric)
+        if h.gated:
+            extra["curriculum/gate_stage"] = float(h.stage)
+        logs.update(extra)
+        # Trainer.log stored a copy of the logs before calling callbacks
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update(extra)
+        return control
