@@ -1,0 +1,316 @@
+"""S²R advantages as rewardkit trainer hooks.
+
+``s2r.process_advantage`` (paper §2.3.2, Eq. 4–5): every action a_t (attempt or verification)
+gets ``A(a_t) = w_t · (R(a_t) − b(c_t))`` on all its tokens, where the *reward context* ``c_t`` is
+the sequence of rewards of the previous actions ("", "R-1", "R-1V1", ...) and ``b`` is
+
+* ``baseline="group"`` (paper, default): the mean reward of all actions of the current rollout
+  batch — gathered over every process — that share the context;
+* ``baseline="running"`` (released code): running sums over the whole run (all processes, all
+  earlier batches), used only once a context has ``min_count`` (10) observations, else 0; the
+  current batch is added after use; only contexts of at most ``max_context_actions`` previous
+  actions are tracked (the code's whitelist reaches ~8 actions).
+
+``w_t`` is 2 for the code's bonus cases when the ``s2r.process`` reward has ``bonus=True``, else 1.
+The table (sum, count per context) is synchronised across processes by gathering every
+process's (context, reward) pairs, so every rank applies identical updates; it is saved in each
+checkpoint (``state_dict``) and restored on resume.
+
+``s2r.outcome_rloo``: GRPOTrainer with ``scale_rewards="none"`` centres rewards on the group
+mean, ``r − mean``; RLOO's leave-one-out advantage is ``M/(M−1) · (r − mean)``. The hook applies
+that factor, so GRPOTrainer reproduces S²R's outcome-level RLOO advantage.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from typing import Any
+
+from rewardkit.trajectory import step_token_ends, token_char_ends
+from rewardkit.trl import TrainerHook
+
+from rewardkit_s2r.parse import split_token_ids
+from rewardkit_s2r.rewards import S2RProcess, ScoredTrajectory
+
+
+class BaselineTable:
+    """Per reward-context running sums and counts (synchronised by construction: every rank
+    updates it with the same gathered pairs)."""
+
+    def __init__(self, min_count: int = 10, max_context_actions: int | None = 8) -> None:
+        self.min_count = int(min_count)
+        self.max_context_actions = max_context_actions
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    @staticmethod
+    def context_length(ctx: str) -> int:
+        return ctx.count("R") + ctx.count("V")
+
+    def tracked(self, ctx: str) -> bool:
+        return self.max_context_actions is None or self.context_length(ctx) <= self.max_context_actions
+
+    def baseline(self, ctx: str) -> float:
+        n = self.counts.get(ctx, 0)
+        if n < max(self.min_count, 1) or not self.tracked(ctx):
+            return 0.0
+        return self.sums[ctx] / n
+
+    def update(self, pairs: Sequence[tuple[str, float]]) -> None:
+        for ctx, r in pairs:
+            if not self.tracked(ctx):
+                continue
+            self.sums[ctx] = self.sums.get(ctx, 0.0) + float(r)
+            self.counts[ctx] = self.counts.get(ctx, 0) + 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "counts": dict(self.counts), "min_count": self.min_count,
+                "max_context_actions": self.max_context_actions}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums = {str(k): float(v) for k, v in state["sums"].items()}
+        self.counts = {str(k): int(v) for k, v in state["counts"].items()}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BaselineTable) and self.sums == other.sums and self.counts == other.counts
+
+
+def group_baselines(pairs: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """Paper Eq. 4: mean reward of the batch's actions per reward context."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for ctx, r in pairs:
+        sums[ctx] = sums.get(ctx, 0.0) + float(r)
+        counts[ctx] = counts.get(ctx, 0) + 1
+    return {c: sums[c] / counts[c] for c in sums}
+
+
+def action_advantages(details: Sequence[ScoredTrajectory | None], baselines: Any) -> list[list[float] | None]:
+    """``w · (R − b(context))`` per action; ``baselines`` maps a context to b (a dict or callable)."""
+    get = baselines if callable(baselines) else (lambda c: baselines.get(c, 0.0))
+    out: list[list[float] | None] = []
+    for s in details:
+        if s is None:
+            out.append(None)
+            continue
+        out.append([w * (r - get(c)) for r, w, c in zip(s.rewards, s.weights, s.contexts)])
+    return out
+
+
+def action_token_bounds(spans: Sequence[tuple[int, int]], char_ends: Sequence[int], n_tokens: int) -> list[tuple[int, int]]:
+    """Token range ``[lo, hi)`` of each action, with the core's span→token rule
+    (:func:`rewardkit.trajectory.step_token_ends`: an action ends on the token holding its last
+    character). Zero-width spans (an empty first attempt) get no tokens; tokens after the text
+    (EOS and other special tokens) belong to the last action.
+    """
+    ends = step_token_ends(spans, char_ends)
+    bounds = []
+    prev = 0
+    for k, ((start, end), stop) in enumerate(zip(spans, ends)):
+        if k == len(spans) - 1:
+            stop = n_tokens
+        elif end <= start:
+            stop = prev
+        stop = max(prev, min(stop, n_tokens))
+        bounds.append((prev, stop))
+        prev = stop
+    return bounds
+
+
+def _tokens_in(char_ends: Sequence[int], lo_char: int, hi_char: int) -> tuple[int, int]:
+    """Tokens whose last character lies in ``[lo_char, hi_char)``."""
+    return bisect.bisect_right(char_ends, lo_char), bisect.bisect_right(char_ends, hi_char)
+
+
+class S2RProcessAdvantage(TrainerHook):
+    """Token-level advantages of S²R's process-level RL from the ``s2r.process`` reward.
+
+    Args:
+        baseline: ``"group"`` (paper: mean over the batch's actions with the same reward context)
+            or ``"running"`` (released code: global running table, used after ``min_count``).
+        min_count: observations a context needs before its running baseline is used (code: 10).
+        max_context_actions: longest tracked context in the running table (code's whitelist: ~8).
+        markers: ``"action"`` (marker tokens take the advantage of the action they open) or
+            ``"zero"`` (the code's zero-reward "part 0").
+        split: ``"text"`` (parse the text, map spans to tokens; default) or ``"token_ids"`` (split
+            on the marker token ids like the released code; a row whose token split disagrees with
+            the text parse gets advantage 0 and is counted as a split failure).
+        weighting: ``"token"`` (every token carries its action's advantage) or ``"action"``
+            (tokens scaled by ``L / (n_actions · |action|)``; with ``loss_type="grpo"`` each action
+            then weighs the same in a sequence, as in the code's mean over segments).
+        reward: the name of the ``s2r.process`` reward among the trainer's reward functions
+            (default: the only S2RProcess instance).
+    """
+
+    name = "s2r.process_advantage"
+
+    def __init__(self, *, baseline: str = "group", min_count: int = 10, max_context_actions: int | None = 8,
+                 markers: str = "action", split: str = "text", weighting: str = "token",
+                 reward: str | None = None) -> None:
+        if baseline not in ("group", "running"):
+            raise ValueError(f"baseline must be 'group' (paper) or 'running' (code), got {baseline!r}")
+        if markers not in ("action", "zero"):
+            raise ValueError(f"markers must be 'action' or 'zero', got {markers!r}")
+        if split not in ("text", "token_ids"):
+            raise ValueError(f"split must be 'text' or 'token_ids', got {split!r}")
+        if weighting not in ("token", "action"):
+            raise ValueError(f"weighting must be 'token' or 'action', got {weighting!r}")
+        self.baseline = baseline
+        self.markers = markers
+        self.split = split
+        self.weighting = weighting
+        self.reward_name = reward
+        self.table = BaselineTable(min_count, max_context_actions)
+        self.rollouts = 0
+        self.last_stats: dict[str, float] = {}
+        self.last_baselines: dict[str, float] = {}
+        self._reward: S2RProcess | None = None
+        self._tokenizer: Any = None
+
+    # -- wiring --------------------------------------------------------------------------------
+    def setup(self, trainer: Any) -> None:
+        found = [f for f in getattr(trainer, "reward_funcs", []) if isinstance(f, S2RProcess)
+                 and (self.reward_name is None or f.name == self.reward_name)]
+        if len(found) != 1:
+            names = [getattr(f, "__name__", type(f).__name__) for f in getattr(trainer, "reward_funcs", [])]
+            raise ValueError(f"{self.name} needs exactly one s2r.process reward among the trainer's reward "
+                             f"functions{'' if self.reward_name is None else f' named {self.reward_name!r}'}; "
+                             f"found {len(found)} in {names}")
+        self._reward = found[0]
+        try:
+            from trl import RLOOTrainer
+        except ImportError:  # pragma: no cover
+            RLOOTrainer = ()
+        if isinstance(trainer, RLOOTrainer):
+            raise ValueError(f"{self.name} produces per-token advantages, which RLOOTrainer's sequence-level loss "
+                             "cannot take; use GRPOTrainer (settings: rewardkit_s2r.configs.PAPER_GRPO_PROCESS)")
+        if self._reward.eos_token_ids is None:
+            self._reward.eos_token_ids = [int(t) for t in getattr(trainer, "eos_token_ids", None)
+                                          or [trainer.processing_class.eos_token_id]]
+        self._tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+
+    def _gather(self, trainer: Any, pairs: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        accelerator = getattr(trainer, "accelerator", None)
+        if accelerator is None or accelerator.num_processes == 1:
+            return pairs
+        from accelerate.utils import gather_object
+
+        # one list per process, in rank order: every rank sees the same pairs and updates its table alike
+        return [tuple(p) for chunk in gather_object([pairs]) for p in chunk]
+
+    # -- baselines -----------------------------------------------------------------------------
+    def compute(self, details: Sequence[ScoredTrajectory | None],
+                all_pairs: Sequence[tuple[str, float]]) -> list[list[float] | None]:
+        """Per-action advantages of the local rows given the batch's (gathered) context pairs;
+        updates the running table with ``all_pairs``."""
+        if self.baseline == "group":
+            baselines = group_baselines(all_pairs)
+            adv = action_advantages(details, baselines)
+            self.last_baselines = baselines
+        else:
+            contexts = {c for c, _ in all_pairs}
+            self.last_baselines = {c: self.table.baseline(c) for c in contexts}
+            adv = action_advantages(details, self.table.baseline)
+        self.table.update(all_pairs)
+        self.rollouts += 1
+        return adv
+
+    # -- the hook -------------------------------------------------------------------------------
+    def after_rollout(self, trainer: Any, inputs: list[dict[str, Any]], output: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        if self._reward is None:
+            self.setup(trainer)
+        details = list(self._reward.last_details)
+        completion_ids = output["completion_ids"]
+        mask = output["completion_mask"]
+        B, T = completion_ids.shape
+        if len(details) != B:
+            raise RuntimeError(f"{self.name}: the s2r.process reward scored {len(details)} rows but the rollout has "
+                               f"{B}; the reward must be called on the same batch (is it in reward_funcs?)")
+        local_pairs = [(c, r) for s in details if s is not None for c, r in zip(s.contexts, s.rewards)]
+        all_pairs = self._gather(trainer, local_pairs)
+        adv_actions = self.compute(details, all_pairs)
+
+        adv = torch.zeros((B, T), dtype=torch.float32, device=completion_ids.device)
+        failures = 0
+        ids_cpu = completion_ids.cpu()
+        lengths = mask.sum(dim=1).cpu().tolist()
+        for i, (s, a) in enumerate(zip(details, adv_actions)):
+            if s is None or a is None:
+                continue
+            n = int(lengths[i]) or T
+            ids = ids_cpu[i, :n].tolist()
+            row = self._row(s, a, ids)
+            if row is None:
+                failures += 1
+                continue
+            adv[i, :n] = torch.tensor(row, dtype=torch.float32, device=adv.device)
+        output["advantages"] = adv
+        self.last_stats = {"rows": float(B), "split_failures": float(failures),
+                           "contexts": float(len(self.last_baselines)),
+                           "mean_abs_action_advantage": (sum(abs(x) for a in adv_actions if a for x in a)
+                                                         / max(1, sum(len(a) for a in adv_actions if a)))}
+        return output
+
+    def _row(self, s: ScoredTrajectory, adv: list[float], ids: list[int]) -> list[float] | None:
+        n = len(ids)
+        text = s.trajectory.text
+        actions = s.trajectory.actions
+        values = [0.0] * n
+        if self.split == "token_ids":
+            segs = split_token_ids(ids, self._tokenizer, self._reward.markers)
+            content = [g for g in segs if g[0] != "marker" and g[2] > g[1]]
+            nonempty = [k for k, act in enumerate(actions) if act.end > act.body_start or act.kind == "verify"]
+            if len(content) != len(nonempty):
+                return None
+            ranges = [(g[1], g[2]) for g in content]
+            pairs = list(zip(nonempty, ranges))
+        else:
+            char_ends = token_char_ends(ids, self._tokenizer, text)
+            bounds = action_token_bounds([a.span for a in actions], char_ends, n)
+            pairs = list(enumerate(bounds))
+            if self.markers == "zero":
+                marker_tokens = [_tokens_in(char_ends, a.start, a.body_start) for a in actions]
+        used = [(k, lo, hi) for k, (lo, hi) in pairs if hi > lo]
+        n_actions = len(used)
+        for k, lo, hi in used:
+            scale = n / (n_actions * (hi - lo)) if self.weighting == "action" else 1.0
+            for t in range(lo, hi):
+                values[t] = adv[k] * scale
+            if self.split == "text" and self.markers == "zero":
+                mlo, mhi = marker_tokens[k]
+                for t in range(max(mlo, lo), min(mhi, hi)):
+                    values[t] = 0.0
+        return values
+
+    # -- checkpointing ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"table": self.table.state_dict(), "rollouts": self.rollouts, "baseline": self.baseline}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.table.load_state_dict(state["table"])
+        self.rollouts = int(state.get("rollouts", 0))
+
+
+class S2ROutcomeRLOO(TrainerHook):
+    """Turn GRPOTrainer's centred advantages (``scale_rewards="none"``) into RLOO's leave-one-out
+    advantages: ``A = M/(M−1) · (r − mean_group(r)) = r − mean of the other M−1 rewards``."""
+
+    name = "s2r.outcome_rloo"
+
+    def setup(self, trainer: Any) -> None:
+        scale = getattr(trainer, "scale_rewards", None)
+        if scale is not None and scale not in ("none", False):
+            raise ValueError(f"{self.name} needs GRPOConfig(scale_rewards='none') (got {scale!r}): RLOO "
+                             "does not divide by the group std")
+        if getattr(trainer, "multi_objective_aggregation", "sum_then_normalize") != "sum_then_normalize":
+            raise ValueError(f"{self.name} needs multi_objective_aggregation='sum_then_normalize'")
+        if int(getattr(trainer, "num_generations", 2)) < 2:
+            raise ValueError(f"{self.name} needs num_generations >= 2")
+
+    def after_rollout(self, trainer: Any, inputs: list[dict[str, Any]], output: dict[str, Any]) -> dict[str, Any]:
+        m = int(trainer.num_generations)
+        output["advantages"] = output["advantages"] * (m / (m - 1))
+        return output

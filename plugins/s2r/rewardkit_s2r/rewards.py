@@ -1,0 +1,274 @@
+"""S²R rewards: ``s2r.outcome`` (±1 on the last attempt) and ``s2r.process`` (±1 per action).
+
+Process rewards (paper §2.3.2): every attempt s_j gets +1 when its boxed answer is correct, else
+−1; every verification v_j gets +1 when its parsed verdict equals the true correctness of s_j,
+else −1. The per-action rewards and their character spans go to ``last_step_scores``; the
+``s2r.process_advantage`` trainer hook turns them into token-level advantages with the reward
+context baselines. Flags reproduce the released code's variants:
+
+* ``bonus=True``: the advantage (R − b) of a retry whose correctness differs from the previous
+  attempt, and of a verification of a correct attempt, is doubled (stored as action weights);
+* ``truncated_penalty=True``: a response without EOS gets −1 on its last action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rewardkit.reward import Batch, ProcessReward, Reward, RewardInputError, Sample, StepScores
+
+from rewardkit_s2r.grading import Grader
+from rewardkit_s2r.parse import Markers, S2RTrajectory, get_markers, parse
+
+
+@dataclass
+class ScoredTrajectory:
+    """A parsed trajectory with per-action truth, rewards, advantage weights and reward contexts."""
+
+    trajectory: S2RTrajectory
+    correct: list[bool]  # per action: solve -> answer correct; verify -> verdict matches truth
+    rewards: list[float]
+    weights: list[float]
+    contexts: list[str]  # reward context of each action: rewards of the previous actions, "R-1V1..."
+    truncated: bool = False
+    attempt_correct: list[bool] = field(default_factory=list)
+
+    @property
+    def final_correct(self) -> bool:
+        return bool(self.attempt_correct) and self.attempt_correct[-1]
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        return [a.span for a in self.trajectory.actions]
+
+
+def context_token(kind: str, reward: float) -> str:
+    return f"{'R' if kind == 'solve' else 'V'}{reward:g}"
+
+
+def score_trajectory(text: str, gold: Any, grader: Grader, markers: Markers, *, positive: float = 1.0,
+                     negative: float = -1.0, bonus: bool = False, truncated: bool = False,
+                     truncated_penalty: bool = False) -> ScoredTrajectory:
+    traj = parse(text, markers)
+    correct: list[bool] = []
+    attempt_correct: list[bool] = []
+    for a in traj.actions:
+        if a.kind == "solve":
+            ok = grader.correct(a.answer, gold)
+            attempt_correct.append(ok)
+            correct.append(ok)
+        else:
+            truth = attempt_correct[-1] if attempt_correct else False
+            correct.append(a.verdict == truth)
+    rewards = [positive if ok else negative for ok in correct]
+    if truncated and truncated_penalty and rewards:
+        rewards[-1] = negative
+    weights = [1.0] * len(rewards)
+    if bonus:
+        j = -1
+        for i, a in enumerate(traj.actions):
+            if a.kind == "solve":
+                j += 1
+                if j > 0 and attempt_correct[j] != attempt_correct[j - 1]:
+                    weights[i] = 2.0
+            elif attempt_correct and attempt_correct[j]:
+                weights[i] = 2.0
+    contexts, prefix = [], ""
+    for a, r in zip(traj.actions, rewards):
+        contexts.append(prefix)
+        prefix += context_token(a.kind, r)
+    return ScoredTrajectory(traj, correct, rewards, weights, contexts, truncated, attempt_correct)
+
+
+def trajectory_metrics(scored: Sequence[ScoredTrajectory | None]) -> dict[str, float]:
+    """The paper's §E behaviour metrics over a batch (NaN-free: absent ratios are skipped).
+
+    ``verification_accuracy``: verdicts that match the truth; ``error_recall``: wrong attempts
+    judged incorrect; ``correct_precision``: "correct" verdicts on correct attempts;
+    ``incorrect_to_correct`` / ``correct_to_incorrect``: first vs final attempt; ``final_accuracy``;
+    ``avg_attempts``; ``default_verdicts``: verifications whose verdict came from the default rule.
+    """
+    rows = [s for s in scored if s is not None]
+    out: dict[str, float] = {}
+    if not rows:
+        return out
+    n_ver = n_ver_ok = n_wrong = n_wrong_caught = n_said_ok = n_said_ok_true = n_default = 0
+    i2c = c2i = 0
+    for s in rows:
+        j = -1
+        for a, ok in zip(s.trajectory.actions, s.correct):
+            if a.kind == "solve":
+                j += 1
+                continue
+            truth = s.attempt_correct[j] if j >= 0 else False
+            n_ver += 1
+            n_ver_ok += ok
+            n_default += a.verdict_source == "default"
+            if not truth:
+                n_wrong += 1
+                n_wrong_caught += a.verdict is False
+            if a.verdict:
+                n_said_ok += 1
+                n_said_ok_true += truth
+        if s.attempt_correct:
+            i2c += (not s.attempt_correct[0]) and s.attempt_correct[-1]
+            c2i += s.attempt_correct[0] and not s.attempt_correct[-1]
+    out["final_accuracy"] = sum(s.final_correct for s in rows) / len(rows)
+    out["avg_attempts"] = sum(s.trajectory.num_rounds for s in rows) / len(rows)
+    out["incorrect_to_correct"] = i2c / len(rows)
+    out["correct_to_incorrect"] = c2i / len(rows)
+    if n_ver:
+        out["verification_accuracy"] = n_ver_ok / n_ver
+        out["default_verdicts"] = n_default / n_ver
+    if n_wrong:
+        out["error_recall"] = n_wrong_caught / n_wrong
+    if n_said_ok:
+        out["correct_precision"] = n_said_ok_true / n_said_ok
+    return out
+
+
+class _S2RBase:
+    """Shared options of the S²R rewards."""
+
+    def _init_s2r(self, gold_column: str, markers: Markers | dict[str, Any] | None, positive: float,
+                  negative: float, symbolic: bool, log_behaviour: bool) -> None:
+        self.gold_column = gold_column
+        self.markers = get_markers(markers)
+        self.positive = float(positive)
+        self.negative = float(negative)
+        self.grader = Grader(symbolic=symbolic)
+        self.log_behaviour = log_behaviour
+        self.last_details: list[ScoredTrajectory | None] = []
+
+    def _gold(self, batch: Batch) -> list[Any]:
+        if self.gold_column not in batch.columns:
+            raise RewardInputError(
+                f"reward {self.name!r} needs the gold answers in a dataset column {self.gold_column!r}; "
+                f"columns passed: {sorted(batch.columns) or 'none'} (set gold_column=...)")
+        return batch.columns[self.gold_column]
+
+    def _log_behaviour(self, batch: Batch) -> None:
+        log_metric = batch.context.log_metric
+        if log_metric is None or not self.log_behaviour:
+            return
+        for key, value in trajectory_metrics(self.last_details).items():
+            log_metric(f"s2r/{key}", float(value))
+
+
+class S2ROutcome(_S2RBase, Reward):
+    """``+1`` when the trajectory's last attempt is correct, else ``−1`` (paper §2.3.1).
+
+    Use it with TRL's RLOOTrainer (leave-one-out baseline, KL in the reward), or GRPOTrainer with
+    ``scale_rewards="none"`` plus the ``s2r.outcome_rloo`` hook. A missing gold answer gives None.
+    """
+
+    def __init__(self, *, gold_column: str = "solution", markers: Markers | dict[str, Any] | None = None,
+                 positive: float = 1.0, negative: float = -1.0, symbolic: bool = True,
+                 log_behaviour: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._init_s2r(gold_column, markers, positive, negative, symbolic, log_behaviour)
+
+    def score_batch(self, batch: Batch) -> list[float | None]:
+        golds = self._gold(batch)
+        self.last_details = []
+        out: list[float | None] = []
+        for i in range(len(batch)):
+            gold = golds[i]
+            if batch.skip[i] or gold is None or not str(gold).strip():
+                self.last_details.append(None)
+                out.append(None)
+                continue
+            try:
+                s = score_trajectory(batch.texts[i], gold, self.grader, self.markers,
+                                     positive=self.positive, negative=self.negative)
+            except Exception as exc:
+                self.last_details.append(None)
+                out.append(self._swallow(exc, 1, batch))
+                continue
+            self.last_details.append(s)
+            out.append(self.positive if s.final_correct else self.negative)
+        return out
+
+    def score(self, sample: Sample) -> float | None:  # single-sample use outside TRL
+        gold = sample.row.get(self.gold_column)
+        if gold is None:
+            return None
+        s = score_trajectory(sample.text, gold, self.grader, self.markers)
+        return self.positive if s.final_correct else self.negative
+
+    def log_components(self, batch: Batch) -> None:
+        self._log_behaviour(batch)
+
+
+class S2RProcess(_S2RBase, ProcessReward):
+    """Per-action rewards of S²R's process-level RL (``kind="process"``).
+
+    ``last_step_scores[i]`` holds the action rewards and spans of row ``i``; ``last_details[i]``
+    the full :class:`ScoredTrajectory` (reward contexts, bonus weights) for the advantage hook.
+
+    Args:
+        reducer: the scalar TRL sees when no advantage hook is attached (default ``mean``).
+        bonus: the released code's doubled (R − b) for a changed retry / a verification of a
+            correct attempt (off by default: the paper has no bonus).
+        truncated_penalty: −1 on the last action of a response that did not end with EOS
+            (released code; off by default). Needs ``eos_token_ids`` (the ``s2r.process_advantage``
+            hook sets them from the trainer) and ``completion_ids``, or a boolean ``truncated`` column.
+    """
+
+    def __init__(self, *, gold_column: str = "solution", markers: Markers | dict[str, Any] | None = None,
+                 positive: float = 1.0, negative: float = -1.0, bonus: bool = False,
+                 truncated_penalty: bool = False, eos_token_ids: Sequence[int] | int | None = None,
+                 symbolic: bool = True, log_behaviour: bool = True, reducer: str = "mean", **kwargs: Any) -> None:
+        super().__init__(reducer=reducer, **kwargs)
+        self._init_s2r(gold_column, markers, positive, negative, symbolic, log_behaviour)
+        self.bonus = bool(bonus)
+        self.truncated_penalty = bool(truncated_penalty)
+        if isinstance(eos_token_ids, int):
+            eos_token_ids = [eos_token_ids]
+        self.eos_token_ids = None if eos_token_ids is None else [int(t) for t in eos_token_ids]
+
+    def _truncated(self, batch: Batch, i: int) -> bool:
+        if "truncated" in batch.columns:
+            return bool(batch.columns["truncated"][i])
+        if not self.truncated_penalty:
+            return False
+        if batch.completion_ids is None or self.eos_token_ids is None:
+            raise RewardInputError(
+                f"reward {self.name!r} has truncated_penalty=True and needs completion_ids plus eos_token_ids "
+                "(attach the s2r.process_advantage hook, pass eos_token_ids=..., or give a 'truncated' column)")
+        ids = batch.completion_ids[i]
+        return not ids or ids[-1] not in self.eos_token_ids
+
+    def step_scores_batch(self, batch: Batch) -> list[StepScores | None]:
+        golds = self._gold(batch)
+        self.last_details = []
+        out: list[StepScores | None] = []
+        for i in range(len(batch)):
+            gold = golds[i]
+            if batch.skip[i] or gold is None or not str(gold).strip():
+                self.last_details.append(None)
+                out.append(None)
+                continue
+            try:
+                s = score_trajectory(batch.texts[i], gold, self.grader, self.markers, positive=self.positive,
+                                     negative=self.negative, bonus=self.bonus, truncated=self._truncated(batch, i),
+                                     truncated_penalty=self.truncated_penalty)
+            except Exception as exc:
+                self.last_details.append(None)
+                out.append(self._swallow(exc, 1, batch))
+                continue
+            self.last_details.append(s)
+            out.append(StepScores(list(s.rewards), s.spans))
+        return out
+
+    def __call__(self, prompts, completions, completion_ids=None, **kwargs):
+        self.last_details = []
+        values = super().__call__(prompts, completions, completion_ids, **kwargs)
+        if len(self.last_details) != len(values):
+            self.last_details = [None] * len(values)
+        return values
+
+    def log_components(self, batch: Batch) -> None:
+        self._log_behaviour(batch)
