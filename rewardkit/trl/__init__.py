@@ -1,14 +1,33 @@
-"""The only place in rewardkit that knows TRL internals: attach rewards and hooks to trainers."""
+"""The only place in rewardkit that knows TRL internals: attach rewards and hooks to trainers.
 
-from rewardkit.trl.build import (
-    HOOK_STATE_FILE,
-    TRLCompatError,
-    build_trainer,
-    check_trl_compat,
-    load_hook_state,
-)
+Names load lazily so that plugins can subclass :class:`TrainerHook` at import time without
+importing torch, transformers or TRL (listing plugins must stay cheap).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from rewardkit.trl.hooks import TrainerHook
-from rewardkit.trl.process_advantage import ProcessAdvantageHook, token_advantages
 
-__all__ = ["HOOK_STATE_FILE", "ProcessAdvantageHook", "TRLCompatError", "TrainerHook", "build_trainer", "check_trl_compat",
-           "load_hook_state", "token_advantages"]
+_LAZY = {
+    "HOOK_STATE_FILE": "rewardkit.trl.build",
+    "TRLCompatError": "rewardkit.trl.build",
+    "build_trainer": "rewardkit.trl.build",
+    "check_trl_compat": "rewardkit.trl.build",
+    "load_hook_state": "rewardkit.trl.build",
+    "ProcessAdvantageHook": "rewardkit.trl.process_advantage",
+    "token_advantages": "rewardkit.trl.process_advantage",
+}
+
+__all__ = ["TrainerHook", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rewardkit.trl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
