@@ -29,3 +29,11 @@ def rewardkit_register_hooks(register):
     register("process_advantage", _process_advantage,
              description="per-token advantages from per-step process rewards (DeepSeekMath process "
                          "supervision, or outcome + lambda * process)")
+
+
+@hookimpl
+def rewardkit_register_commands(register):
+    from rewardkit.prm import evaluation
+
+    register("eval-prm", evaluation.configure_cli, evaluation.run_cli,
+             help="score a step-labelled file with a PRM; print step accuracy/F1 and ProcessBench F1")

@@ -1,0 +1,1 @@
+"""``evaluate`` metric modules shipped with rewardkit (load them by path; the Hub is not needed)."""
