@@ -19,6 +19,11 @@ _LAZY = {
     "load_hook_state": "rewardkit.trl.build",
     "ProcessAdvantageHook": "rewardkit.trl.process_advantage",
     "token_advantages": "rewardkit.trl.process_advantage",
+    "RewardSetModel": "rewardkit.trl.reward_model",
+    "prepare_reward_model": "rewardkit.trl.placement",
+    "lockstep_forwards": "rewardkit.trl.placement",
+    "idle_forward": "rewardkit.trl.placement",
+    "zero_stage": "rewardkit.trl.placement",
 }
 
 __all__ = ["TrainerHook", *_LAZY]
