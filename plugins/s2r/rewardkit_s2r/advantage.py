@@ -259,16 +259,17 @@ class S2RProcessAdvantage(TrainerHook):
         text = s.trajectory.text
         actions = s.trajectory.actions
         values = [0.0] * n
+        char_ends = token_char_ends(ids, self._tokenizer, text)
         if self.split == "token_ids":
             segs = split_token_ids(ids, self._tokenizer, self._reward.markers)
             content = [g for g in segs if g[0] != "marker" and g[2] > g[1]]
             nonempty = [k for k, act in enumerate(actions) if act.end > act.body_start or act.kind == "verify"]
-            if len(content) != len(nonempty):
+            # the token split must cut where the text parse does: every marker starts an action
+            marker_chars = [char_ends[g[1] - 1] if g[1] > 0 else 0 for g in segs if g[0] == "marker"]
+            if len(content) != len(nonempty) or marker_chars != [a.start for a in actions[1:]]:
                 return None
-            ranges = [(g[1], g[2]) for g in content]
-            pairs = list(zip(nonempty, ranges))
+            pairs = list(zip(nonempty, [(g[1], g[2]) for g in content]))
         else:
-            char_ends = token_char_ends(ids, self._tokenizer, text)
             bounds = action_token_bounds([a.span for a in actions], char_ends, n)
             pairs = list(enumerate(bounds))
             if self.markers == "zero":

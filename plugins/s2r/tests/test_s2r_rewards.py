@@ -1,0 +1,141 @@
+"""Hand-computed S²R rewards, reward contexts and baselines for a small group."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from rewardkit import get_reward, list_hooks, list_rewards
+from rewardkit.reward import RewardInputError
+from rewardkit_s2r.advantage import BaselineTable, S2RProcessAdvantage, action_advantages, group_baselines
+from rewardkit_s2r.parse import format_trajectory
+from rewardkit_s2r.rewards import trajectory_metrics
+
+W = "Therefore, the answer is incorrect."
+C = "Therefore, the answer is correct."
+# gold 14. t1: wrong, caught, fixed, confirmed. t2: right, confirmed. t3: wrong, wrongly confirmed.
+# t4: wrong, caught, still wrong, no verdict (last -> default "correct", which is wrong)
+GROUP = [
+    format_trajectory(["5 + 9 = 13. \\boxed{13}", "5 + 9 = 14. \\boxed{14}"], ["13 - 9 = 4. " + W, "14 - 9 = 5. " + C]),
+    format_trajectory(["\\boxed{14}"], [C]),
+    format_trajectory(["\\boxed{12}"], [C]),
+    format_trajectory(["\\boxed{12}", "\\boxed{15}"], [W, "hmm"]),
+]
+GOLD = ["14"] * 4
+
+
+def call(reward, texts=GROUP, gold=GOLD, **kw):
+    return reward(prompts=["p"] * len(texts), completions=list(texts), solution=list(gold), **kw)
+
+
+def test_registered_names():
+    assert list_rewards()["s2r.outcome"].kind == "outcome"
+    assert list_rewards()["s2r.process"].kind == "process"
+    assert {"s2r.process_advantage", "s2r.outcome_rloo"} <= set(list_hooks())
+
+
+def test_outcome_reward_is_pm1_on_the_last_attempt(log_capture):
+    r = get_reward("s2r.outcome")
+    assert call(r, **log_capture.kwargs()) == [1.0, 1.0, -1.0, -1.0]
+    m = {k: v[-1] for k, v in log_capture.metrics.items()}
+    assert m["s2r/final_accuracy"] == 0.5
+    assert m["s2r/avg_attempts"] == 1.5
+    # 6 verifications: v(t1)=ok,ok  v(t2)=ok  v(t3)=bad  v(t4)=ok,bad
+    assert m["s2r/verification_accuracy"] == pytest.approx(4 / 6)
+    assert m["s2r/incorrect_to_correct"] == 0.25 and m["s2r/correct_to_incorrect"] == 0.0
+    # wrong attempts: t1 s1, t3 s1, t4 s1, t4 s2 -> caught: t1, t4 s1
+    assert m["s2r/error_recall"] == pytest.approx(2 / 4)
+    # "correct" verdicts: t1 v2 (true), t2 (true), t3 (false), t4 v2 (false)
+    assert m["s2r/correct_precision"] == pytest.approx(2 / 4)
+
+
+def test_outcome_reward_missing_gold_is_none_and_symbolic_match():
+    r = get_reward("s2r.outcome")
+    assert call(r, texts=[GROUP[1], "\\boxed{0.5}"], gold=[None, "\\frac{1}{2}"]) == [None, 1.0]
+    with pytest.raises(RewardInputError):
+        r(prompts=["p"], completions=["x"])
+
+
+def test_process_rewards_contexts_and_weights():
+    r = get_reward("s2r.process", bonus=True)
+    values = call(r)
+    assert values == [pytest.approx(0.5), 1.0, -1.0, pytest.approx(-0.5)]  # reducer "mean"
+    d = r.last_details
+    assert [x.rewards for x in d] == [[-1, 1, 1, 1], [1, 1], [-1, -1], [-1, 1, -1, -1]]
+    assert [x.contexts for x in d] == [["", "R-1", "R-1V1", "R-1V1R1"], ["", "R1"], ["", "R-1"],
+                                       ["", "R-1", "R-1V1", "R-1V1R-1"]]
+    # bonus: a retry that changes correctness (t1 s2) and verifications of a correct attempt (t1 v2, t2 v1)
+    assert [x.weights for x in d] == [[1, 1, 2, 2], [1, 2], [1, 1], [1, 1, 1, 1]]
+    steps = r.last_step_scores
+    assert [s.scores for s in steps] == [x.rewards for x in d]
+    assert steps[0].spans[0] == (0, GROUP[0].index("Wait,"))
+    assert steps[0].spans[-1][1] == len(GROUP[0])
+
+
+def test_truncated_penalty_needs_eos_and_sets_last_action_to_minus_one():
+    r = get_reward("s2r.process", truncated_penalty=True, eos_token_ids=[0])
+    call(r, texts=GROUP[:2], gold=GOLD[:2], completion_ids=[[5, 6, 0], [5, 6]])
+    assert [x.rewards for x in r.last_details] == [[-1, 1, 1, 1], [1, -1]]
+    assert [x.truncated for x in r.last_details] == [False, True]
+    with pytest.raises(RewardInputError, match="eos_token_ids"):
+        call(get_reward("s2r.process", truncated_penalty=True), texts=GROUP[:1], gold=GOLD[:1])
+    # a 'truncated' column works without token ids
+    r = get_reward("s2r.process", truncated_penalty=True)
+    call(r, texts=GROUP[1:2], gold=GOLD[1:2], truncated=[True])
+    assert r.last_details[0].rewards == [1, -1]
+
+
+def test_group_baselines_hand_computed():
+    r = get_reward("s2r.process")
+    call(r)
+    pairs = [(c, x) for d in r.last_details for c, x in zip(d.contexts, d.rewards)]
+    b = group_baselines(pairs)
+    assert b == pytest.approx({"": -0.5, "R-1": 1 / 3, "R-1V1": 0.0, "R-1V1R1": 1.0, "R1": 1.0, "R-1V1R-1": -1.0})
+    adv = action_advantages(r.last_details, b)
+    assert adv[0] == pytest.approx([-0.5, 2 / 3, 1.0, 0.0])
+    assert adv[1] == pytest.approx([1.5, 0.0])
+    assert adv[2] == pytest.approx([-0.5, -4 / 3])
+    assert adv[3] == pytest.approx([-0.5, 2 / 3, -1.0, 0.0])
+    rb = get_reward("s2r.process", bonus=True)
+    call(rb)
+    adv = action_advantages(rb.last_details, b)
+    assert adv[0] == pytest.approx([-0.5, 2 / 3, 2.0, 0.0]) and adv[1] == pytest.approx([1.5, 0.0])
+
+
+def test_running_baseline_min_count_and_whitelist():
+    r = get_reward("s2r.process")
+    call(r)
+    pairs = [(c, x) for d in r.last_details for c, x in zip(d.contexts, d.rewards)]
+    hook = S2RProcessAdvantage(baseline="running", min_count=3, max_context_actions=2)
+    first = hook.compute(r.last_details, pairs)  # empty table: every baseline is 0
+    assert first[0] == pytest.approx([-1, 1, 1, 1])
+    # table: "" 4 obs (sum -2), "R-1" 3 obs (sum 1), "R-1V1" 2 obs; 3-action contexts are not tracked
+    assert hook.table.counts == {"": 4, "R-1": 3, "R-1V1": 2, "R1": 1}
+    second = hook.compute(r.last_details, pairs)
+    assert second[0] == pytest.approx([-1 + 0.5, 1 - 1 / 3, 1 - 0.0, 1 - 0.0])
+    assert second[2] == pytest.approx([-0.5, -4 / 3])
+    assert hook.table.counts[""] == 8 and hook.rollouts == 2
+    third = hook.compute(r.last_details, pairs)  # "R-1V1" now has 4 >= 3 observations: mean 0
+    assert third[0][2] == pytest.approx(1.0)
+    # the state round-trips
+    fresh = S2RProcessAdvantage(baseline="running", min_count=3, max_context_actions=2)
+    fresh.load_state_dict(pickle.loads(pickle.dumps(hook.state_dict())))
+    assert fresh.table == hook.table and fresh.rollouts == 3
+
+
+def test_baseline_table_default_min_count_is_ten():
+    t = BaselineTable()
+    t.update([("", 1.0)] * 9)
+    assert t.baseline("") == 0.0
+    t.update([("", 0.0)])
+    assert t.baseline("") == pytest.approx(0.9)
+
+
+def test_rewards_pickle_and_bad_input():
+    r = get_reward("s2r.process")
+    call(r)
+    clone = pickle.loads(pickle.dumps(r))
+    assert call(clone) == call(r)
+    assert call(r, texts=["", "\x00\\boxed{14}"], gold=GOLD[:2]) == [-1.0, 1.0]
+    assert trajectory_metrics([None]) == {}
