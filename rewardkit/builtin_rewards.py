@@ -100,9 +100,13 @@ class BoxedFormat(Reward):
 
     empty_value = 0.0
 
-    def score(self, sample: Sample) -> float:
-        boxed = last_boxed(sample.text)
-        return 1.0 if boxed is not None and boxed.strip() else 0.0
+    def score_batch(self, batch: Batch) -> list[float | None]:
+        return [has_boxed_answer(t) for t in batch.texts]
+
+
+def has_boxed_answer(text: str) -> float:
+    boxed = last_boxed(text)
+    return 1.0 if boxed is not None and boxed.strip() else 0.0
 
 
 class ThinkFormat(Reward):
@@ -113,7 +117,13 @@ class ThinkFormat(Reward):
     def score_batch(self, batch: Batch) -> list[float | None]:
         from trl.rewards import think_format_reward
 
-        return think_format_reward([[{"content": t}] for t in batch.texts])
+        # TRL's function reads completion[0]["content"]; hand it our extracted texts, reusing the
+        # message lists themselves when they already are single assistant messages with that text
+        completions = batch.completions
+        if not all(type(c) is list and len(c) == 1 and c[0].get("content") is t
+                   for c, t in zip(completions, batch.texts)):
+            completions = [[{"content": t}] for t in batch.texts]
+        return think_format_reward(completions)
 
 
 class OverlongPenalty(Reward):

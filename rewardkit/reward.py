@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import operator
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -132,6 +133,34 @@ def completion_text(completion: Any) -> str:
     raise TypeError(f"completion of type {type(completion).__name__} is neither text nor a list of messages")
 
 
+# TRL hands every reward function of a step the same completions list: its texts are extracted
+# once and reused while that very list (and every element in it) is what the next reward gets
+_text_cache: tuple[list[Any], tuple[Any, ...], list[str]] | None = None
+
+
+def _texts_of(completions: Sequence[Any]) -> list[str]:
+    global _text_cache
+    cached = _text_cache
+    if (cached is not None and cached[0] is completions and len(cached[1]) == len(completions)
+            and all(map(operator.is_, completions, cached[1]))):
+        return cached[2]
+    if all(type(c) is str for c in completions):
+        texts = list(completions)
+    else:
+        texts = [_single_message_text(c) if type(c) is list else completion_text(c) for c in completions]
+    if isinstance(completions, list):
+        _text_cache = (completions, tuple(completions), texts)
+    return texts
+
+
+def _single_message_text(completion: list[Any]) -> str:
+    if len(completion) == 1:
+        m = completion[0]
+        if type(m) is dict and type(m.get("content")) is str and m.get("role", "assistant") == "assistant":
+            return m["content"]
+    return completion_text(completion)
+
+
 def _is_utf8_clean(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -232,38 +261,51 @@ class Reward:
                     f"reward {self.name!r}: column {key!r} must be a list with one value per completion "
                     f"({n}); got {type(values).__name__}"
                     + (f" of length {len(values)}" if hasattr(values, "__len__") else ""))
-            columns[key] = list(values)
+            columns[key] = values if isinstance(values, list) else list(values)
         batch_counts: Counter[str] = Counter()
-        texts: list[str] = []
-        skip: list[bool] = []
+        texts = _texts_of(completions)
         preset: dict[int, float | None] = {}
-        for i, completion in enumerate(completions):
-            text = completion_text(completion)
-            if isinstance(completion, bytes) and "\ufffd" in text:
-                batch_counts["decode_errors"] += 1
-            if not _is_utf8_clean(text):
-                # lone surrogates from a bad decode: keep every valid character, mark the rest
-                text = text.encode("utf-8", errors="replace").decode("utf-8")
-                batch_counts["decode_errors"] += 1
-            if self.max_chars is not None and len(text) > self.max_chars:
-                batch_counts["oversize"] += 1
-                preset[i] = self.oversize_value
-                skip.append(True)
-                texts.append("")
-                continue
-            if not text.strip():
-                batch_counts["empty"] += 1
-                if self.empty_value is not None:
-                    preset[i] = self.empty_value
-                    skip.append(True)
-                    texts.append(text)
-                    continue
-            texts.append(text)
-            skip.append(False)
-        batch = Batch(list(prompts), list(completions), texts,
-                      None if completion_ids is None else [list(c) for c in completion_ids],
+        if self._all_clean(texts):
+            skip = [False] * n
+        else:
+            texts, skip = self._clean(completions, texts, batch_counts, preset)
+        batch = Batch(prompts if isinstance(prompts, list) else list(prompts),
+                      completions if isinstance(completions, list) else list(completions), texts,
+                      None if completion_ids is None else list(completion_ids),
                       columns, context, skip, batch_counts)
         return batch, preset
+
+    def _all_clean(self, texts: list[str]) -> bool:
+        """One C-speed pass for the common case: nothing empty, oversize or undecodable."""
+        return (all(texts) and not any(map(str.isspace, texts)) and all(map(str.isascii, texts))
+                and (self.max_chars is None or max(map(len, texts), default=0) <= self.max_chars))
+
+    def _clean(self, completions, texts, counts, preset) -> tuple[list[str], list[bool]]:
+        out: list[str] = []
+        skip: list[bool] = []
+        for i, text in enumerate(texts):
+            if isinstance(completions[i], bytes) and "\ufffd" in text:
+                counts["decode_errors"] += 1
+            if not text.isascii() and not _is_utf8_clean(text):
+                # lone surrogates from a bad decode: keep every valid character, mark the rest
+                text = text.encode("utf-8", errors="replace").decode("utf-8")
+                counts["decode_errors"] += 1
+            if self.max_chars is not None and len(text) > self.max_chars:
+                counts["oversize"] += 1
+                preset[i] = self.oversize_value
+                skip.append(True)
+                out.append("")
+                continue
+            empty = not text or text.isspace()
+            if empty:
+                counts["empty"] += 1
+            if empty and self.empty_value is not None:
+                preset[i] = self.empty_value
+                skip.append(True)
+            else:
+                skip.append(False)
+            out.append(text)
+        return out, skip
 
     def _swallow(self, exc: Exception, rows: int, batch: Batch) -> None:
         if self.on_error == "raise":
@@ -274,6 +316,14 @@ class Reward:
     def _finish(self, batch: Batch, preset: dict[int, float | None], values: Sequence[Any]) -> list[float | None]:
         if len(values) != len(batch):
             raise RewardInputError(f"reward {self.name!r} returned {len(values)} values for {len(batch)} completions")
+        if not preset and all(type(v) is float for v in values) and math.isfinite(math.fsum(values)):
+            out = list(values)  # the common case: every value a finite float
+        else:
+            out = self._check_values(batch, preset, values)
+        self._report(batch)
+        return out
+
+    def _check_values(self, batch: Batch, preset: dict[int, float | None], values: Sequence[Any]) -> list[float | None]:
         out: list[float | None] = []
         for i, v in enumerate(values):
             if i in preset:
@@ -287,7 +337,6 @@ class Reward:
             if v is None:
                 batch.counts["none"] += 1
             out.append(v)
-        self._report(batch)
         return out
 
     def _report(self, batch: Batch) -> None:
