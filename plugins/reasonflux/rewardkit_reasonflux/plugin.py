@@ -5,6 +5,12 @@ from __future__ import annotations
 from rewardkit import hookimpl
 
 
+def _prm(**params):
+    from rewardkit_reasonflux.prm import ReasonFluxPRM
+
+    return ReasonFluxPRM(**params)
+
+
 @hookimpl
 def rewardkit_register_rewards(register) -> None:
     from rewardkit_reasonflux import rewards
@@ -19,6 +25,9 @@ def rewardkit_register_rewards(register) -> None:
              description="ReasonFlux alignment: cosine of each thinking step with the final response")
     register("reasonflux.step", rewards.StepReward, kind="process",
              description="ReasonFlux step reward: alignment, quality, coherence mixed by softmax-over-values weights")
+    register("reasonflux.prm", _prm, kind="process",
+             description="a trained ReasonFlux PRM (7B <extra_0> step tags or 1.5B scalar head): mean step score "
+                         "+ alpha * trajectory score (Eq. 11), or the released RL code's whole-response score")
     register("reasonflux.trajectory", rewards.TrajectoryReward, kind="outcome",
              description="ReasonFlux template-guided trajectory reward: success rate of N policy solutions under a "
                          "judge-written template (math.accuracy)")

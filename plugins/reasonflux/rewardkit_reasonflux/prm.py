@@ -1,0 +1,288 @@
+"""``reasonflux.prm``: a trained ReasonFlux PRM's score through the core PRM scorer.
+
+The two released checkpoints have different interfaces (spec §3), both supported here:
+
+* ``interface="step_tag"`` (ReasonFlux-PRM-7B, the Qwen2.5-Math-PRM interface): a token-classifier
+  PRM; the chat template puts the question in the user turn and the steps, each followed by
+  ``<extra_0>``, in the assistant turn; a step's score is softmax(logits)[positive_label] at its tag.
+* ``interface="scalar"`` (ReasonFlux-PRM-1.5B): one score per sequence, sigmoid of a one-logit
+  head at the last token of the raw text ``question + completion`` (no chat template, no tags); a
+  ``*ForSequenceClassification`` model with ``num_labels=1`` (see :func:`convert_scalar_checkpoint`
+  for the released ``reward_head.pt`` layout).
+
+``mode="paper"`` (default, Eq. 11): the PRM sees the thinking steps and then the response as a
+final step; ``r̂ = mean_t r̂_t + alpha * r̂_final`` with r̂_t the scores at the thinking steps' tags
+and r̂_final the score at the response's tag (or at the last token, ``read_at="last_token"``). A
+completion without thinking steps uses the response's score as its step mean.
+
+``mode="official"`` (the released verl RL worker): the whole completion is one step with one
+``<extra_0>``; the score is P(positive) at the last token of the chat-templated sequence (after
+``<|im_end|>``; ``read_at="separator"`` reads it at the tag instead); no alpha term.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any, Literal
+
+from rewardkit.prm import TaggedScorer
+from rewardkit.prm.reward import prompt_text
+from rewardkit.reward import Batch, ProcessReward, StepScores
+from rewardkit.trajectory import split_steps, split_thinking
+
+Interface = Literal["step_tag", "scalar"]
+INTERFACE_ALIASES = {"step_tag": "step_tag", "7b": "step_tag", "tagged": "step_tag",
+                     "scalar": "scalar", "1.5b": "scalar", "last_token": "scalar"}
+DEFAULT_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+class ChatPrompt:
+    """Picklable ``prompt -> text`` for the scorer: the tokenizer's chat template up to the
+    assistant turn (system + user = question), loaded lazily from ``tokenizer``."""
+
+    def __init__(self, tokenizer: str, system: str | None = DEFAULT_SYSTEM) -> None:
+        self.tokenizer = str(tokenizer)
+        self.system = system
+        self._lazy_tok: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: (None if k.startswith("_lazy_") else v) for k, v in self.__dict__.items()}
+
+    def tok(self):
+        if self._lazy_tok is None:
+            from transformers import AutoTokenizer
+
+            self._lazy_tok = AutoTokenizer.from_pretrained(self.tokenizer)
+        return self._lazy_tok
+
+    def messages(self, question: str, answer: str | None = None) -> list[dict[str, str]]:
+        msgs = [{"role": "system", "content": self.system}] if self.system else []
+        msgs.append({"role": "user", "content": question})
+        if answer is not None:
+            msgs.append({"role": "assistant", "content": answer})
+        return msgs
+
+    def __call__(self, question: str) -> str:
+        tok = self.tok()
+        if not getattr(tok, "chat_template", None):
+            return question + "\n"
+        return tok.apply_chat_template(self.messages(question), tokenize=False, add_generation_prompt=True)
+
+    def suffix(self) -> str:
+        """What the template writes after the assistant's content (``<|im_end|>\\n`` for Qwen)."""
+        tok = self.tok()
+        if not getattr(tok, "chat_template", None):
+            return ""
+        marker = "\x00ANSWER\x00"
+        full = tok.apply_chat_template(self.messages("q", marker), tokenize=False)
+        return full.split(marker, 1)[1] if marker in full else ""
+
+
+class ReasonFluxPRM(ProcessReward):
+    """A ReasonFlux PRM as a reward (see the module docstring for interfaces and modes).
+
+    Args:
+        model: path or id of the PRM (token-classification for ``step_tag``, one-label
+            sequence-classification for ``scalar``), or a ready :class:`rewardkit.prm.HFStepScorer`.
+        interface: ``"step_tag"`` (alias ``"7b"``) or ``"scalar"`` (alias ``"1.5b"``).
+        mode: ``"paper"`` (Eq. 11) or ``"official"`` (released RL code: whole response, one score).
+        alpha: weight of the trajectory score in Eq. 11 (default 1.0, the paper's main setting).
+        read_at: where the trajectory score is read: ``"separator"`` (the last ``<extra_0>``) or
+            ``"last_token"`` (after the chat template's end of turn). Default: ``separator`` in
+            paper mode, ``last_token`` in official mode.
+        step_tag: the separator token (``<extra_0>``); system_prompt: the PRM chat's system turn.
+        positive_label: the "good" class of the 2-class head.
+        split: how thinking and response are split into steps (paper: blank lines).
+        response_as: ``"one_step"`` (the response is one final step, default) or ``"steps"``.
+        max_length: longest PRM input; longer ones lose question tokens from the left, and when
+            the steps alone do not fit the row is ``None`` (counted as ``too_long``).
+    """
+
+    def __init__(self, *, model: Any = None, interface: str = "step_tag", mode: str = "paper", alpha: float = 1.0,
+                 read_at: str | None = None, step_tag: str = "<extra_0>", system_prompt: str | None = DEFAULT_SYSTEM,
+                 positive_label: int = 1, split: Any = "blank_line", response_as: str = "one_step",
+                 max_length: int = 4096, batch_size: int = 8, device: str | None = None,
+                 model_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("reducer", "mean")
+        super().__init__(**kwargs)
+        if model is None:
+            raise ValueError("reasonflux.prm needs model= (a path to a ReasonFlux-style PRM)")
+        if interface not in INTERFACE_ALIASES:
+            raise ValueError(f"interface must be one of {sorted(INTERFACE_ALIASES)}, got {interface!r}")
+        if mode not in ("paper", "official"):
+            raise ValueError(f"mode must be 'paper' or 'official', got {mode!r}")
+        self.interface = INTERFACE_ALIASES[interface]
+        self.mode = mode
+        if read_at is None:
+            read_at = "last_token" if mode == "official" else "separator"
+        if read_at not in ("separator", "last_token"):
+            raise ValueError(f"read_at must be 'separator' or 'last_token', got {read_at!r}")
+        if response_as not in ("one_step", "steps"):
+            raise ValueError(f"response_as must be 'one_step' or 'steps', got {response_as!r}")
+        self.alpha, self.read_at, self.split, self.response_as = float(alpha), read_at, split, response_as
+        self.max_length = max_length
+        if isinstance(model, TaggedScorer):
+            self.scorer = model
+            self.chat = None
+        else:
+            ref = str(model)
+            if self.interface == "step_tag":
+                self.chat = ChatPrompt(ref, system_prompt)
+                self.scorer = TaggedScorer(ref, head="token_cls", step_tag=step_tag, step_separator="",
+                                           prompt_template=self.chat, positive_label=positive_label,
+                                           max_length=max_length, batch_size=batch_size, device=device,
+                                           add_bos=False, model_kwargs=model_kwargs)
+            else:
+                self.chat = None
+                self.scorer = TaggedScorer(ref, head="value", step_tag=step_tag, positive_label=positive_label,
+                                           max_length=max_length, batch_size=batch_size, device=device,
+                                           add_bos=True, model_kwargs=model_kwargs)
+        self.last_trajectory_scores: list[float | None] = []
+
+    # -- layout -------------------------------------------------------------------------------
+    def parts(self, text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Spans of the thinking steps and of the response step(s) in ``text``."""
+        if self.mode == "official":
+            s = split_steps(text, "re:(?!)")  # the whole completion, stripped
+            return [], [st.span for st in s]
+        think, answer = split_thinking(text)
+        thinking = [] if think is None else [s.span for s in split_steps(text, self.split, start=think[0],
+                                                                           end=think[1])]
+        if self.response_as == "steps":
+            response = [s.span for s in split_steps(text, self.split, start=answer[0], end=answer[1])]
+        else:
+            response = [s.span for s in split_steps(text, "re:(?!)", start=answer[0], end=answer[1])]
+        if think is None and self.response_as == "one_step":
+            # no <think> block: the completion's own steps are the steps, its last step the response
+            steps = [s.span for s in split_steps(text, self.split)]
+            thinking, response = steps[:-1], steps[-1:]
+        return thinking, response
+
+    def _encode_tagged(self, question: str, steps: list[str]) -> tuple[list[int], list[int]]:
+        sc = self.scorer
+        ids, positions, _ = sc.encode(question, steps)
+        ids = ids[:positions[-1] + 1]
+        if self.read_at == "last_token":
+            suffix = self.chat.suffix() if self.chat is not None else ""
+            ids = ids + (list(sc.tokenizer(suffix, add_special_tokens=False)["input_ids"]) if suffix else [])
+            positions = positions + [len(ids) - 1]
+        return ids, positions
+
+    def _encode_scalar(self, question: str, text: str) -> tuple[list[int], list[int]]:
+        tok = self.scorer.tokenizer
+        ids = list(tok(question + text, add_special_tokens=True)["input_ids"])
+        return ids, [len(ids) - 1]
+
+    def _fit(self, ids: list[int], positions: list[int], n_prompt: int, stats: Counter[str]):
+        excess = len(ids) - self.max_length
+        if excess <= 0:
+            return ids, positions
+        if excess > n_prompt:
+            stats["too_long"] += 1
+            return None
+        stats["truncated"] += 1
+        return ids[excess:], [p - excess for p in positions]
+
+    # -- scoring ------------------------------------------------------------------------------
+    def step_scores_batch(self, batch: Batch) -> list[StepScores | None]:
+        out: list[StepScores | None] = [None] * len(batch)
+        self.last_trajectory_scores = [None] * len(batch)
+        seqs, positions, meta = [], [], []
+        stats: Counter[str] = Counter()
+        tok = self.scorer.tokenizer  # loads the model and tokenizer once
+        for i in range(len(batch)):
+            if batch.skip[i]:
+                continue
+            text = batch.texts[i]
+            question = prompt_text(batch.prompts[i])
+            thinking, response = self.parts(text)
+            spans = thinking + response
+            if not spans:
+                out[i] = StepScores([], [])
+                continue
+            if self.interface == "scalar":
+                ids, pos = self._encode_scalar(question, text)
+                n_prompt = len(tok(question, add_special_tokens=True)["input_ids"])
+            else:
+                steps = [text[a:b] for a, b in spans]
+                ids, pos = self._encode_tagged(question, steps)
+                n_prompt = len(self.scorer.encode(question, [])[0])
+            fitted = self._fit(ids, pos, n_prompt, stats)
+            if fitted is None:
+                continue
+            seqs.append(fitted[0])
+            positions.append(fitted[1])
+            meta.append((i, thinking, response))
+        scores = self.scorer.run(seqs, positions) if seqs else []
+        batch.counts.update(stats)
+        for (i, thinking, response), sc in zip(meta, scores):
+            if self.interface == "scalar":
+                # one score for the sequence: it is both the step mean and the trajectory score
+                full = thinking + response
+                out[i] = StepScores([sc[0]], [(full[0][0], full[-1][1])])
+                self.last_trajectory_scores[i] = sc[0]
+                continue
+            tag_scores = sc[:len(thinking) + len(response)]
+            traj = sc[-1]  # last separator, or the extra last-token position
+            out[i] = StepScores(list(tag_scores), thinking + response)
+            self.last_trajectory_scores[i] = traj
+        batch._reasonflux_n_thinking = {i: len(t) for i, t, _ in meta}  # type: ignore[attr-defined]
+        return out
+
+    def score_batch(self, batch: Batch) -> list[float | None]:
+        steps = self.step_scores_batch(batch)
+        self.last_step_scores = steps
+        n_think: dict[int, int] = getattr(batch, "_reasonflux_n_thinking", {})
+        values: list[float | None] = []
+        for i, s in enumerate(steps):
+            traj = self.last_trajectory_scores[i]
+            if s is None or not s.scores or traj is None:
+                values.append(None)
+                continue
+            if self.interface == "scalar" or self.mode == "official":
+                values.append(traj)
+                continue
+            k = n_think.get(i, 0)
+            step_part = s.scores[:k] if k else s.scores  # no thinking: the response is the only step
+            values.append(sum(step_part) / len(step_part) + self.alpha * traj)
+        return values
+
+    def log_components(self, batch: Batch) -> None:
+        log = batch.context.log_metric
+        if log is None:
+            return
+        for key in ("truncated", "too_long"):
+            log(f"rewardkit/{self.name}/{key}", float(batch.counts.get(key, 0)))
+        traj = [t for t in self.last_trajectory_scores if t is not None]
+        if traj:
+            log(f"{self.name}/trajectory_score_mean", sum(traj) / len(traj))
+
+
+def convert_scalar_checkpoint(causal_lm_dir: str | os.PathLike[str], reward_head: str | os.PathLike[str],
+                              out_dir: str | os.PathLike[str]) -> str:
+    """Turn the 1.5B release layout (a causal LM + ``reward_head.pt`` holding a ``Linear(hidden, 1)``)
+    into a one-label ``*ForSequenceClassification`` directory that ``interface="scalar"`` loads.
+
+    The head's weight goes into the classifier's ``score`` layer; a head with a bias is refused
+    (the sequence-classification heads of Llama/Qwen2 have none) rather than silently dropped.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    state = torch.load(reward_head, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        state = state.state_dict()
+    weights = {k.split(".")[-1]: v for k, v in state.items()}
+    if "weight" not in weights or weights["weight"].shape[0] != 1:
+        raise ValueError(f"{reward_head}: expected a Linear(hidden, 1) state dict, got keys {sorted(state)}")
+    if "bias" in weights and float(weights["bias"].abs().max()) != 0.0:
+        raise ValueError(f"{reward_head}: the head has a non-zero bias, which a sequence-classification score "
+                         "layer cannot hold")
+    cfg = AutoConfig.from_pretrained(causal_lm_dir, num_labels=1)
+    model = AutoModelForSequenceClassification.from_pretrained(causal_lm_dir, config=cfg)
+    with torch.no_grad():
+        model.score.weight.copy_(weights["weight"].to(model.score.weight.dtype))
+    model.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(causal_lm_dir).save_pretrained(out_dir)
+    return str(out_dir)
