@@ -1,0 +1,138 @@
+"""A synthetic multi-domain arithmetic set with quality imbalance: DreamPRM's claim in miniature.
+
+Every domain is a family of two-step arithmetic chains ("Step 1: 7 + 5 = 12." "Step 2: 12 - 3 = 9."
+"Final answer: 9") written by a noisy policy that slips on a step with probability ``slip``
+(the slip propagates: later steps compute on the wrong value). A prefix's soft label is its exact
+Monte-Carlo value, the chance a continuation from it ends correct: 0 once a slip happened, else
+``(1 - slip) ** steps_left``. The ``corrupted`` domains get a fraction ``flip`` of their step labels
+flipped (``y -> 1 - y``): noisy supervision the upper level should learn to down-weight.
+
+The meta set and the Best-of-N evaluation set are clean. By default the meta chains keep the policy's
+own success rate (``meta_balanced=False``): with the default ``slip=0.3`` that rate and every
+domain's mean label are all about 0.5, so flipping labels does not change a domain's base rate and the
+upper level has to judge domains by what their labels teach, not by calibration. (A 50/50 meta set
+with a policy whose success rate is far from 0.5 rewards whichever domain's labels sit closest to
+0.5, which is the flipped one.)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from rewardkit_dreamprm.steps import Chain
+from rewardkit_dreamprm.trainer import LowerExample, MetaExample
+
+OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+# each domain: the two operators of its chain and the operand ranges
+DOMAINS: dict[str, tuple[str, str]] = {"add": ("+", "+"), "sub": ("-", "-"), "mix": ("+", "-"), "mul": ("*", "+")}
+
+
+@dataclass
+class ToyProblem:
+    domain: str
+    question: str
+    operands: tuple[int, int, int]
+    ops: tuple[str, str]
+    answer: int
+
+
+def make_problem(domain: str, rng: random.Random) -> ToyProblem:
+    o1, o2 = DOMAINS[domain]
+    while True:
+        a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(2, 9)
+        if o1 == "-" and a < b:
+            a, b = b, a
+        r1 = OPS[o1](a, b)
+        r2 = OPS[o2](r1, c)
+        if 0 <= r1 <= 90 and 0 <= r2 <= 90:
+            return ToyProblem(domain, f"Compute {a} {o1} {b} {o2} {c}.", (a, b, c), (o1, o2), r2)
+
+
+def slip_value(r: int, rng: random.Random) -> int:
+    """A carry slip: the policy writes an extra hundred (``12`` becomes ``112``)."""
+    return r + 100
+
+
+def rollout(p: ToyProblem, rng: random.Random, slip: float) -> tuple[Chain, list[bool], int]:
+    """One chain from the noisy policy: (chain, ok-so-far per step, final answer)."""
+    a, b, c = p.operands
+    o1, o2 = p.ops
+    ok_so_far, steps = [], []
+    good = True
+    r1 = OPS[o1](a, b)
+    if rng.random() < slip:
+        r1 = slip_value(r1, rng)
+        good = False
+    steps.append(f"Step 1: {a} {o1} {b} = {r1}.")
+    ok_so_far.append(good)
+    r2 = OPS[o2](r1, c)
+    if rng.random() < slip:
+        r2 = slip_value(r2, rng)
+        good = False
+    steps.append(f"Step 2: {r1} {o2} {c} = {r2}.")
+    ok_so_far.append(good and r2 == p.answer)
+    response = "\n".join(steps) + f"\nFinal answer: {r2}"
+    spans, pos = [], 0
+    for s in steps:
+        spans.append((pos, pos + len(s)))
+        pos += len(s) + 1
+    chain = Chain(question=p.question, response=response, spans=spans, final_answer=str(r2),
+                  meta={"domain": p.domain})
+    return chain, ok_so_far, r2
+
+
+def mc_labels(ok_so_far: list[bool], slip: float) -> list[float]:
+    n = len(ok_so_far)
+    return [((1 - slip) ** (n - 1 - i)) if ok else 0.0 for i, ok in enumerate(ok_so_far)]
+
+
+def make_toy(*, n_train_per_domain: int = 200, n_meta: int = 64, n_eval: int = 64, n_candidates: int = 8,
+             domains: tuple[str, ...] = tuple(DOMAINS), corrupted: tuple[str, ...] = ("mul",), flip: float = 0.4,
+             slip: float = 0.3, meta_balanced: bool = False, seed: int = 0) -> dict[str, Any]:
+    """Build the toy train / meta / eval sets.
+
+    Returns ``{"train": [LowerExample], "meta": [MetaExample], "eval": [{question, answer, candidates:
+    [Chain], correct: [bool], domain}], "corrupted": corrupted}``. Train samples are step prefixes (one
+    labelled step each, the v1 unit of data).
+    """
+    rng = random.Random(seed)
+    train: list[LowerExample] = []
+    for d in domains:
+        for k in range(n_train_per_domain):
+            p = make_problem(d, rng)
+            chain, ok, _ = rollout(p, rng, slip)
+            ys = mc_labels(ok, slip)
+            i = k % len(chain)  # alternate step prefixes
+            y = ys[i]
+            if d in corrupted and rng.random() < flip:
+                y = 1.0 - y
+            labels: list[float | None] = [None] * len(chain)
+            labels[i] = y
+            train.append(LowerExample(chain=chain, labels=labels, domain=d, id=f"{d}-{k}"))
+    meta: list[MetaExample] = []
+    want = {True: n_meta // 2, False: n_meta - n_meta // 2}
+    k = 0
+    while (any(want.values()) if meta_balanced else len(meta) < n_meta):
+        d = domains[k % len(domains)]
+        p = make_problem(d, rng)
+        chain, _, ans = rollout(p, rng, slip)
+        correct = ans == p.answer
+        if not meta_balanced or want[correct]:
+            meta.append(MetaExample(chain=chain, correct=correct, id=f"meta-{k}"))
+            want[correct] -= 1
+        k += 1
+    rng.shuffle(meta)
+    evals = []
+    for k in range(n_eval):
+        d = domains[k % len(domains)]
+        p = make_problem(d, rng)
+        cands, correct = [], []
+        for _ in range(n_candidates):
+            chain, _, ans = rollout(p, rng, slip)
+            cands.append(chain)
+            correct.append(ans == p.answer)
+        evals.append({"question": p.question, "answer": str(p.answer), "candidates": cands, "correct": correct,
+                      "domain": d})
+    return {"train": train, "meta": meta, "eval": evals, "corrupted": tuple(corrupted)}
