@@ -31,3 +31,15 @@ def rewardkit_register_rewards(register) -> None:
     register("reasonflux.trajectory", rewards.TrajectoryReward, kind="outcome",
              description="ReasonFlux template-guided trajectory reward: success rate of N policy solutions under a "
                          "judge-written template (math.accuracy)")
+
+
+@hookimpl
+def rewardkit_register_commands(register) -> None:
+    from rewardkit_reasonflux import select
+
+    register("select", select.configure_select, select.run_select,
+             help="offline data selection: score trajectory-response pairs (default reasonflux.prm, Eq. 11) "
+                  "and keep the top k")
+    register("bon", select.configure_bon, select.run_bon,
+             help="Best-of-N: pick the best of N responses per question by any registered reward; accuracy vs "
+                  "majority vote, random choice and oracle")
