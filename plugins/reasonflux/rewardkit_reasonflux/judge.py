@@ -68,7 +68,7 @@ def template_fields(template: str) -> set[str]:
     return set(FIELD.findall(template))
 
 
-def render(template: str, **fields: str) -> str:
+def render(template: str, /, **fields: str) -> str:
     """Fill ``{{name}}`` placeholders in one pass (values are never re-scanned, so LaTeX braces and
     ``{{`` inside a question are safe)."""
     missing = template_fields(template) - set(fields)
