@@ -1,0 +1,156 @@
+"""reasonflux.prm (both released interfaces, paper and official modes), GRPO mixing, a real GRPO run."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+import rewardkit
+from rewardkit.testing import LogCapture, tiny_grpo_config, tiny_model_dir, tiny_prompt_dataset
+from rewardkit_reasonflux.mixing import OFFICIAL_BETA, grpo_mix, grpo_rewards
+from rewardkit_reasonflux.prm import DEFAULT_SYSTEM
+
+Q = "Ben has 5 stones and gets 9 more. How many?"
+COMP = "<think>5 + 9 = 14.\n\nSo Ben has 14.</think>The answer is \\boxed{14}."
+
+
+@pytest.fixture(scope="module")
+def prm_model(tiny_prm_path):
+    tok = AutoTokenizer.from_pretrained(tiny_prm_path)
+    model = AutoModelForTokenClassification.from_pretrained(tiny_prm_path).eval()
+    return tok, model
+
+
+def _p_pos(model, tok, text):
+    ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        probs = torch.softmax(model(input_ids=ids).logits[0], -1)[:, 1]
+    return ids[0], probs
+
+
+def _chat(tok, assistant):
+    return tok.apply_chat_template([{"role": "system", "content": DEFAULT_SYSTEM}, {"role": "user", "content": Q},
+                                    {"role": "assistant", "content": assistant}], tokenize=False)
+
+
+def test_step_tag_interface_paper_mode_is_eq_11(tiny_prm_path, prm_model):
+    tok, model = prm_model
+    alpha = 0.5
+    r = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), alpha=alpha)
+    value = r([Q], [COMP])[0]
+    # reference: Qwen-PRM layout, one <extra_0> after every step, positive-class softmax at each tag
+    ids, probs = _p_pos(model, tok, _chat(tok, "5 + 9 = 14.<extra_0>So Ben has 14.<extra_0>"
+                                               "The answer is \\boxed{14}.<extra_0>"))
+    tags = (ids == tok.convert_tokens_to_ids("<extra_0>")).nonzero().flatten()
+    s = probs[tags].tolist()
+    assert len(s) == 3
+    assert r.last_step_scores[0].scores == pytest.approx(s, abs=1e-5)
+    assert r.last_trajectory_scores[0] == pytest.approx(s[2], abs=1e-5)
+    assert value == pytest.approx((s[0] + s[1]) / 2 + alpha * s[2], abs=1e-5)
+    spans = r.last_step_scores[0].spans
+    assert [COMP[a:b] for a, b in spans] == ["5 + 9 = 14.", "So Ben has 14.", "The answer is \\boxed{14}."]
+
+
+def test_official_mode_scores_whole_response_at_last_token(tiny_prm_path, prm_model):
+    tok, model = prm_model
+    r = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), mode="official")
+    value = r([Q], [COMP])[0]
+    ids, probs = _p_pos(model, tok, _chat(tok, COMP + "<extra_0>"))
+    # the released worker reads the last valid token: after <|im_end|>\n, not the separator
+    assert value == pytest.approx(float(probs[-1]), abs=1e-5)
+    at_sep = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), mode="official", read_at="separator")
+    tag = int((ids == tok.convert_tokens_to_ids("<extra_0>")).nonzero().flatten()[-1])
+    assert at_sep([Q], [COMP])[0] == pytest.approx(float(probs[tag]), abs=1e-5)
+    assert value != pytest.approx(at_sep([Q], [COMP])[0], abs=1e-7)
+
+
+def test_scalar_interface_reads_one_sigmoid_at_the_last_token():
+    path = tiny_model_dir("reward_model")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    r = rewardkit.get_reward("reasonflux.prm", model=str(path), interface="1.5b", alpha=0.3)
+    value = r([Q], [COMP])[0]
+    ids = tok(Q + COMP, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expect = torch.sigmoid(model(input_ids=ids).logits[0, 0]).item()
+    assert value == pytest.approx(expect, abs=1e-5)  # the single scalar; alpha does not apply
+    assert r.last_step_scores[0].spans == [(7, len(COMP))]
+
+
+def test_batch_rows_are_scored_independently_and_empty_is_none(tiny_prm_path):
+    r = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path))
+    alone = r([Q], [COMP])[0]
+    log = LogCapture()
+    out = r([Q, Q, "Other question?"], [COMP, "", "Short answer 3."], **log.kwargs())
+    assert out[0] == pytest.approx(alone, abs=1e-5)
+    assert out[1] is None and out[2] is not None
+    assert log.metrics["rewardkit/reasonflux.prm/empty"] == [1.0]
+    # no thinking: the response's own score stands in for the step mean
+    s = r.last_step_scores[2].scores
+    assert out[2] == pytest.approx(s[0] + 1.0 * s[0], abs=1e-6)
+
+
+def test_too_long_is_counted_none(tiny_prm_path):
+    r = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), max_length=24)
+    log = LogCapture()
+    long = "<think>" + "\n\n".join(f"step {i} adds {i} + {i} = {2 * i}." for i in range(10)) + "</think>done"
+    assert r([Q], [long], **log.kwargs()) == [None]
+    assert log.metrics["rewardkit/reasonflux.prm/too_long"] == [1.0]
+
+
+def test_prm_reward_pickles_without_its_model(tiny_prm_path):
+    r = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path))
+    v = r([Q], [COMP])
+    clone = pickle.loads(pickle.dumps(r))
+    assert clone.scorer._lazy_model is None
+    assert clone([Q], [COMP]) == pytest.approx(v, abs=1e-6)
+
+
+def test_bad_settings_fail_at_construction(tiny_prm_path):
+    with pytest.raises(ValueError, match="model"):
+        rewardkit.get_reward("reasonflux.prm")
+    with pytest.raises(ValueError, match="mode"):
+        rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), mode="both")
+    with pytest.raises(ValueError, match="interface"):
+        rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), interface="3b")
+
+
+def test_grpo_mix_is_eq_12(tiny_prm_path):
+    spec = grpo_mix(str(tiny_prm_path))
+    assert spec == {"math.accuracy": {"weight": pytest.approx(0.25)},
+                    "reasonflux.prm": {"weight": OFFICIAL_BETA, "model": str(tiny_prm_path), "mode": "paper"}}
+    rs = grpo_rewards(str(tiny_prm_path), beta=0.6, mode="official")
+    assert rs.names == ["math.accuracy", "reasonflux.prm"]
+    assert rs.grpo_kwargs() == {"reward_weights": [pytest.approx(0.4), 0.6]}
+    scores = rs.score([Q, Q], [COMP, "The answer is \\boxed{15}."], solution=["14", "14"])
+    for i in range(2):
+        expect = 0.4 * scores["math.accuracy"][i] + 0.6 * scores["reasonflux.prm"][i]
+        assert scores["total"][i] == pytest.approx(expect)
+    assert scores["math.accuracy"] == [1.0, 0.0]
+    with pytest.raises(ValueError, match="beta"):
+        grpo_mix(beta=1.5)
+
+
+def test_real_grpo_run_with_mixed_reward(tmp_path, tiny_model_path, tiny_prm_path):
+    from trl import GRPOTrainer
+
+    from reasonflux_helpers import KeywordEncoder
+
+    spec = grpo_mix(str(tiny_prm_path), mode="official")
+    spec["reasonflux.alignment"] = {"weight": 0.1, "encoder": KeywordEncoder(("the", "answer", "is")),
+                                    "no_think": "all"}
+    rewards = rewardkit.compose(spec)
+    trainer = GRPOTrainer(model=str(tiny_model_path), reward_funcs=rewards.funcs,
+                          args=tiny_grpo_config(tmp_path, max_steps=2, **rewards.grpo_kwargs()),
+                          train_dataset=tiny_prompt_dataset(8))
+    trainer.train()
+    logs = trainer.state.log_history
+    keys = set().union(*[set(h) for h in logs])
+    assert "rewards/reasonflux.prm/mean" in keys
+    assert "rewards/math.accuracy/mean" in keys
+    assert "rewardkit/reasonflux.prm/too_long" in keys
+    prm_means = [h["rewards/reasonflux.prm/mean"] for h in logs if "rewards/reasonflux.prm/mean" in h]
+    assert prm_means and all(0.0 < m < 1.0 for m in prm_means)
