@@ -84,7 +84,7 @@ def get_markers(markers: Markers | dict[str, Any] | None) -> Markers:
     raise TypeError(f"markers must be a Markers, a dict or None; got {type(markers).__name__}")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Action:
     """One action of a trajectory: a solve attempt or a verification.
 
@@ -151,25 +151,27 @@ class S2RTrajectory:
 
 # -- answers ------------------------------------------------------------------------------------
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last balanced ``\\boxed{...}`` in ``text``, or None."""
-    start = text.rfind(BOXED)
-    while start >= 0:
-        depth, i, n = 1, start + len(BOXED), len(text)
-        while i < n and depth:
-            c = text[i]
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-            i += 1
-        if depth == 0:
-            return text[start + len(BOXED): i - 1]
-        start = text.rfind(BOXED, 0, start)
+_BRACES = re.compile(r"[{}]")
+
+
+def last_boxed(text: str, start: int = 0, end: int | None = None) -> str | None:
+    """Content of the last balanced ``\\boxed{...}`` in ``text[start:end]``, or None."""
+    end = len(text) if end is None else end
+    at = text.rfind(BOXED, start, end)
+    while at >= 0:
+        depth = 1
+        for m in _BRACES.finditer(text, at + len(BOXED), end):
+            depth += 1 if m.group() == "{" else -1
+            if depth == 0:
+                return text[at + len(BOXED): m.start()]
+        at = text.rfind(BOXED, start, at)
     return None
 
 
 _FRAC_FIX = re.compile(r"\\frac\{([^{}]*)\}([0-9A-Za-z])")
+_TEXT_CMD = re.compile(r"\\(?:text|mbox|mathrm)\{([^{}]*)\}")
+_PLAIN = re.compile(r"[0-9A-Za-z.+\-,:/()^*]*")
+_NEEDS_WORK = frozenset("\\$= \n\t")
 
 
 def normalize_answer(answer: str | None) -> str | None:
@@ -177,15 +179,20 @@ def normalize_answer(answer: str | None) -> str | None:
     ``$``, ``\\text{}``/``\\left``/``\\right``; keep what follows ``=``; ``\\frac{a}b`` → ``\\frac{a}{b}``."""
     if answer is None:
         return None
+    if _PLAIN.fullmatch(answer):  # fast path: digits, letters, signs (most answers)
+        a = answer.strip(":./")
+        return a or None
     a = answer.strip().split("\n", 1)[0]
-    a = a.replace("\\left", "").replace("\\right", "").replace("\\!", "").replace("$", "")
-    a = re.sub(r"\\text\{([^{}]*)\}", r"\1", a)
-    a = re.sub(r"\\(?:mbox|mathrm)\{([^{}]*)\}", r"\1", a)
-    if "=" in a:
-        a = a.rsplit("=", 1)[1]
+    if not _NEEDS_WORK.isdisjoint(a) or "\\" in a:
+        a = a.replace("\\left", "").replace("\\right", "").replace("\\!", "").replace("$", "")
+        if "\\" in a:
+            a = _TEXT_CMD.sub(r"\1", a)
+        if "=" in a:
+            a = a.rsplit("=", 1)[1]
+        a = a.replace(" ", "").replace("\t", "")
     a = a.strip().strip(":./").strip()
-    a = a.replace(" ", "")
-    a = _FRAC_FIX.sub(r"\\frac{\1}{\2}", a)
+    if "\\frac" in a:
+        a = _FRAC_FIX.sub(r"\\frac{\1}{\2}", a)
     return a or None
 
 
@@ -194,7 +201,8 @@ def normalize_answer(answer: str | None) -> str | None:
 _VERDICT_CACHE: dict[str, re.Pattern[str]] = {}
 
 
-def parse_verdict(text: str, *, is_last: bool, markers: Markers = DEFAULT_MARKERS) -> tuple[bool, str]:
+def parse_verdict(text: str, *, is_last: bool, markers: Markers = DEFAULT_MARKERS, start: int = 0,
+                  end: int | None = None) -> tuple[bool, str]:
     """The verdict of a verification text: ``(is_correct, source)``.
 
     Rule of the released code (``get_veri_answer``): the last explicit verdict sentence whose word
@@ -204,8 +212,9 @@ def parse_verdict(text: str, *, is_last: bool, markers: Markers = DEFAULT_MARKER
     pat = _VERDICT_CACHE.get(markers.verdict_regex)
     if pat is None:
         pat = _VERDICT_CACHE[markers.verdict_regex] = re.compile(markers.verdict_regex)
+    end = len(text) if end is None else end
     explicit: bool | None = None
-    for m in pat.finditer(text):
+    for m in pat.finditer(text, start, end):
         word = m.group(1).strip().lower()
         if word in markers.correct_words:
             explicit = True
@@ -213,7 +222,7 @@ def parse_verdict(text: str, *, is_last: bool, markers: Markers = DEFAULT_MARKER
             explicit = False
     if explicit is not None:
         return explicit, "explicit"
-    low = text.lower()
+    low = text[start:end].lower()
     if any(k in low for k in markers.incorrect_keywords):
         return False, "keyword"
     if any(k in low for k in markers.correct_keywords):
@@ -223,43 +232,38 @@ def parse_verdict(text: str, *, is_last: bool, markers: Markers = DEFAULT_MARKER
 
 # -- text parsing -------------------------------------------------------------------------------
 
-_MARKER_CACHE: dict[tuple[str, bool], re.Pattern[str]] = {}
+_MARKER_CACHE: dict[tuple[str, str, bool], re.Pattern[str]] = {}
 
 
-def _marker_pattern(marker: str, line_start: bool) -> re.Pattern[str]:
-    key = (marker, line_start)
+def _markers_pattern(markers: Markers) -> re.Pattern[str]:
+    """One pattern for both markers (group 1: verify, group 2: retry), scanned once per text."""
+    key = (markers.verify, markers.retry, markers.line_start)
     pat = _MARKER_CACHE.get(key)
     if pat is None:
-        pat = _MARKER_CACHE[key] = re.compile(("(?m)^" if line_start else "") + re.escape(marker))
+        head = "(?m)^" if markers.line_start else ""
+        pat = _MARKER_CACHE[key] = re.compile(
+            f"{head}(?:({re.escape(markers.verify)})|({re.escape(markers.retry)}))[ \t\r\n]*")
     return pat
 
 
-def _skip_blank(text: str, pos: int) -> int:
-    """Move past the blank that follows a marker (newlines/spaces), so bodies start on content."""
-    n = len(text)
-    while pos < n and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
-
-
 def split_actions(text: str, markers: Markers = DEFAULT_MARKERS) -> list[tuple[str, int, int, int]]:
-    """``(kind, start, body_start, end)`` for every action; the spans partition ``text``."""
-    verify_pat = _marker_pattern(markers.verify, markers.line_start)
-    retry_pat = _marker_pattern(markers.retry, markers.line_start)
+    """``(kind, start, body_start, end)`` for every action; the spans partition ``text``.
+
+    A verify marker only opens a verification after an attempt, a retry marker only opens an
+    attempt after a verification; any other marker occurrence is ordinary text. The blank after
+    a marker belongs to the marker (``body_start`` is on the first character after it).
+    """
     out: list[tuple[str, int, int, int]] = []
-    n = len(text)
     kind, start, body = "solve", 0, 0
-    while True:
-        pat = verify_pat if kind == "solve" else retry_pat
-        m = pat.search(text, body)
-        if m is None:
-            if start < n or not out:
-                out.append((kind, start, body, n))
-            break
+    want_verify = True
+    for m in _markers_pattern(markers).finditer(text):
+        if (m.group(1) is not None) != want_verify or m.start() < body:
+            continue  # a stray marker: the other kind is expected here
         out.append((kind, start, body, m.start()))
-        kind = "verify" if kind == "solve" else "solve"
-        start = m.start()
-        body = _skip_blank(text, m.end())
+        kind = "verify" if want_verify else "solve"
+        want_verify = not want_verify
+        start, body = m.start(), m.end()
+    out.append((kind, start, body, len(text)))
     # an empty first attempt (text starts with the verify marker) is still an attempt: keep it so
     # verification j always follows attempt j
     return out
@@ -274,11 +278,11 @@ def parse(text: str, markers: Markers | dict[str, Any] | None = None) -> S2RTraj
     for i, (kind, start, body, end) in enumerate(parts):
         if kind == "solve":
             round_ += 1 if i > 0 else 0
-            answer = normalize_answer(last_boxed(text[body:end]))
+            answer = normalize_answer(last_boxed(text, body, end))
             actions.append(Action("solve", round_, start, end, body, answer=answer))
         else:
             is_last = i == len(parts) - 1
-            verdict, source = parse_verdict(text[body:end], is_last=is_last, markers=mk)
+            verdict, source = parse_verdict(text, is_last=is_last, markers=mk, start=body, end=end)
             actions.append(Action("verify", round_, start, end, body, verdict=verdict, verdict_source=source))
     return S2RTrajectory(text, actions)
 
