@@ -155,10 +155,10 @@ def read_steps(records: Iterable[dict[str, Any]], format: str = "auto", **kwargs
     """Normalise records of ``format`` (or detected per record) to stepwise records."""
     out = []
     for i, rec in enumerate(records):
-        fmt = detect_format(rec) if format == "auto" else format
-        if fmt not in READERS:
-            raise ValueError(f"unknown format {fmt!r}; choose 'auto' or one of {FORMATS}")
+        if format != "auto" and format not in READERS:
+            raise ValueError(f"unknown format {format!r}; choose 'auto' or one of {FORMATS}")
         try:
+            fmt = detect_format(rec) if format == "auto" else format
             out.append(READERS[fmt](rec, **kwargs) if fmt != "trl" else READERS[fmt](rec))
         except StepFormatError as exc:
             raise StepFormatError(f"record {i}: {exc}") from None
