@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import logging
+import operator
 import threading
+from operator import itemgetter
 from typing import Any
 
 from rewardkit.hookspecs import hookimpl
@@ -120,8 +122,12 @@ class ThinkFormat(Reward):
         # TRL's function reads completion[0]["content"]; hand it our extracted texts, reusing the
         # message lists themselves when they already are single assistant messages with that text
         completions = batch.completions
-        if not all(type(c) is list and len(c) == 1 and c[0].get("content") is t
-                   for c, t in zip(completions, batch.texts)):
+        try:
+            contents = map(itemgetter("content"), map(itemgetter(0), completions))
+            reusable = all(map(operator.is_, contents, batch.texts))
+        except (KeyError, IndexError, TypeError):
+            reusable = False
+        if not reusable:
             completions = [[{"content": t}] for t in batch.texts]
         return think_format_reward(completions)
 

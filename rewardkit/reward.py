@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import operator
+from operator import itemgetter, methodcaller
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -144,21 +145,33 @@ def _texts_of(completions: Sequence[Any]) -> list[str]:
     if (cached is not None and cached[0] is completions and len(cached[1]) == len(completions)
             and all(map(operator.is_, completions, cached[1]))):
         return cached[2]
-    if all(type(c) is str for c in completions):
-        texts = list(completions)
-    else:
-        texts = [_single_message_text(c) if type(c) is list else completion_text(c) for c in completions]
+    texts = _fast_texts(completions)
+    if texts is None:
+        texts = [completion_text(c) for c in completions]
     if isinstance(completions, list):
         _text_cache = (completions, tuple(completions), texts)
     return texts
 
 
-def _single_message_text(completion: list[Any]) -> str:
-    if len(completion) == 1:
-        m = completion[0]
-        if type(m) is dict and type(m.get("content")) is str and m.get("role", "assistant") == "assistant":
-            return m["content"]
-    return completion_text(completion)
+def _fast_texts(completions: Sequence[Any]) -> list[str] | None:
+    """The texts of all-plain or all-single-assistant-message completions, with C-level loops only
+    (the shapes TRL produces without tools); None for anything else."""
+    types = set(map(type, completions))
+    if types <= {str}:
+        return list(completions)
+    if types != {list} or set(map(len, completions)) != {1}:
+        return None
+    messages = list(map(itemgetter(0), completions))
+    if set(map(type, messages)) != {dict}:
+        return None
+    try:
+        texts = list(map(itemgetter("content"), messages))
+    except KeyError:
+        return None
+    roles = set(map(methodcaller("get", "role", "assistant"), messages))
+    if roles != {"assistant"} or not set(map(type, texts)) <= {str}:
+        return None
+    return texts
 
 
 def _is_utf8_clean(text: str) -> bool:
@@ -316,7 +329,7 @@ class Reward:
     def _finish(self, batch: Batch, preset: dict[int, float | None], values: Sequence[Any]) -> list[float | None]:
         if len(values) != len(batch):
             raise RewardInputError(f"reward {self.name!r} returned {len(values)} values for {len(batch)} completions")
-        if not preset and all(type(v) is float for v in values) and math.isfinite(math.fsum(values)):
+        if not preset and set(map(type, values)) <= {float} and math.isfinite(math.fsum(values)):
             out = list(values)  # the common case: every value a finite float
         else:
             out = self._check_values(batch, preset, values)
