@@ -43,7 +43,8 @@ def _run_plugins(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([vars(i) for i in infos], indent=2))
         return 0
-    console = Console()
+    # piped output gets a wide table instead of rich's 80-column default, so names are not folded
+    console = Console(width=None if sys.stdout.isatty() else 160)
     table = Table(title="rewardkit plugins")
     for col in ("plugin", "version", "rewards", "hooks", "commands", "error"):
         table.add_column(col, overflow="fold")
