@@ -133,7 +133,11 @@ def format_route(segments: Sequence[tuple[str, str, str]]) -> str:
                          for line, dep, arr in segments)
 
 
-def _station_name(rng: random.Random, used: set[str], unicode_names: bool) -> str:
+def _station_name(rng: random.Random, used: set[str], unicode_names: bool, short: bool = False) -> str:
+    if short:  # compact names for tiny models: S1, S2, ...
+        name = f"S{len(used) + 1}"
+        used.add(clean_string(name))
+        return name
     for _ in range(1000):
         if unicode_names and rng.random() < 0.2:
             base = rng.choice(_UNICODE_NAMES) + (f" {rng.randint(2, 99)}" if rng.random() < 0.5 else "")
@@ -147,13 +151,14 @@ def _station_name(rng: random.Random, used: set[str], unicode_names: bool) -> st
     raise RuntimeError("ran out of station names")
 
 
-def make_map(rng: random.Random, difficulty: str, city: str, *, unicode_names: bool = False) -> TransitMap:
+def make_map(rng: random.Random, difficulty: str, city: str, *, unicode_names: bool = False,
+             short_names: bool = False) -> TransitMap:
     """A random connected network for ``difficulty`` (easy / middle / hard)."""
     if difficulty not in LEVELS:
         raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
     level = LEVELS[difficulty]
     n_lines = rng.randint(*level["lines"])
-    colour_names = rng.random() < 0.5
+    colour_names = rng.random() < 0.5 and not short_names
     colours = rng.sample(_COLOURS, n_lines) if colour_names else []
     used: set[str] = set()
     lines: dict[str, list[str]] = {}
@@ -161,7 +166,7 @@ def make_map(rng: random.Random, difficulty: str, city: str, *, unicode_names: b
     for k in range(n_lines):
         name = f"{colours[k]} Line" if colour_names else f"Line {k + 1}"
         n_stops = rng.randint(*level["stops"])
-        stops = [_station_name(rng, used, unicode_names) for _ in range(n_stops)]
+        stops = [_station_name(rng, used, unicode_names, short_names) for _ in range(n_stops)]
         if existing:
             n_shared = min(rng.randint(*level["shared"]), len(existing), n_stops - 1)
             for s in rng.sample(existing, n_shared):
@@ -303,7 +308,8 @@ def render_map(tmap: TransitMap, *, size: int = 512, seed: int = 0):
 def make_dataset(n_maps: int = 6, questions_per_map: int = 20, *, seed: int = 0,
                  difficulties: Sequence[str] = DIFFICULTIES, types: Sequence[str] | None = None,
                  images: bool = False, image_size: int = 512, prompt_format: str = "text",
-                 describe_map: bool | None = None, unicode_names: bool = False, as_list: bool = False):
+                 describe_map: bool | None = None, unicode_names: bool = False, short_names: bool = False,
+                 as_list: bool = False):
     """A synthetic RewardMap dataset (a ``datasets.Dataset``; a list of dicts with ``as_list``).
 
     Args:
@@ -316,6 +322,7 @@ def make_dataset(n_maps: int = 6, questions_per_map: int = 20, *, seed: int = 0,
         prompt_format: ``"text"`` (a plain string prompt) or ``"chat"`` (one user message).
         describe_map: put the map as text into the prompt (default: yes without images).
         unicode_names: mix accented / non-Latin station names in.
+        short_names: name stations S1, S2, ... and lines Line 1, Line 2, ... (short prompts for tiny models).
 
     Columns: ``prompt``, ``question``, ``type``, ``answer`` (str: "1"/"0" for TorF, a count, an
     option index, or the reference route for planning), ``station_1``, ``station_2``,
@@ -337,7 +344,7 @@ def make_dataset(n_maps: int = 6, questions_per_map: int = 20, *, seed: int = 0,
     rows: list[dict[str, Any]] = []
     for m in range(n_maps):
         difficulty = difficulties[m % len(difficulties)]
-        tmap = make_map(rng, difficulty, f"Synthcity {m + 1}", unicode_names=unicode_names)
+        tmap = make_map(rng, difficulty, f"Synthcity {m + 1}", unicode_names=unicode_names, short_names=short_names)
         image = render_map(tmap, size=image_size, seed=seed * 7919 + m) if images else None
         for qtype in _type_plan(types, questions_per_map, rng):
             row = _question(tmap, qtype, rng)
@@ -459,13 +466,15 @@ def configure_cli(p) -> None:
     p.add_argument("--images", action="store_true", help="render map PNGs into an 'images' column (folder output)")
     p.add_argument("--prompt-format", choices=["text", "chat"], default="text")
     p.add_argument("--unicode-names", action="store_true")
+    p.add_argument("--short-names", action="store_true", help="stations S1, S2, ... (short prompts)")
 
 
 def run_cli(args) -> int:
     ds = make_dataset(args.maps, args.questions_per_map, seed=args.seed,
                       difficulties=[d.strip() for d in args.difficulties.split(",") if d.strip()],
                       types=[t.strip() for t in args.types.split(",") if t.strip()], images=args.images,
-                      prompt_format=args.prompt_format, unicode_names=args.unicode_names)
+                      prompt_format=args.prompt_format, unicode_names=args.unicode_names,
+                      short_names=args.short_names)
     out = Path(args.out)
     if out.suffix == ".jsonl":
         if args.images:

@@ -133,6 +133,13 @@ def test_unicode_names_and_chat_prompts():
         make_dataset(1, 2, types=["planning", "Routing"])
 
 
+def test_short_names_for_tiny_models():
+    rows = make_dataset(2, 6, seed=0, short_names=True, as_list=True)
+    metro = json.loads(rows[0]["metro"])
+    assert all(line.startswith("Line ") for line in metro)
+    assert all(s.startswith("S") and s[1:].isdigit() for stops in metro.values() for s in stops)
+
+
 def test_cli_writes_jsonl(tmp_path, capsys):
     out = tmp_path / "maps.jsonl"
     assert cli_main(["rewardmap-data", "--out", str(out), "--maps", "2", "--questions-per-map", "6",

@@ -356,6 +356,15 @@ def test_missing_columns_and_bad_values_are_clear_errors():
     assert vals == [0.0, None] and soft.counters["errors"] == 1
 
 
+def test_empty_and_oversize_completions_get_defined_counted_values(log_capture):
+    r = RouteReward(name="r", max_chars=1000)
+    vals = r(["p"] * 3, ["", "x" * 5000, seg("Line 1", "A", "B")], **planning_cols(3, SMALL, "A", "B", 0),
+             **log_capture.kwargs())
+    assert vals == [0.0, None, 10.5]     # empty: the official value 0 (unparseable); oversize: None
+    assert log_capture.metrics["rewardkit/r/empty"] == [1.0]
+    assert log_capture.metrics["rewardkit/r/oversize"] == [1.0]
+
+
 def test_registered_names_and_pickling():
     names = list_rewards()
     for n in ("rewardmap.route", "rewardmap.plus", "rewardmap.reward"):
