@@ -24,6 +24,8 @@ _LAZY = {
     "lockstep_forwards": "rewardkit.trl.placement",
     "idle_forward": "rewardkit.trl.placement",
     "zero_stage": "rewardkit.trl.placement",
+    "check_world_size": "rewardkit.trl.placement",
+    "LaunchError": "rewardkit.trl.placement",
 }
 
 __all__ = ["TrainerHook", *_LAZY]

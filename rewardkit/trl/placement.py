@@ -37,12 +37,15 @@ def _state_of(accelerator: Any = None, trainer: Any = None):
         return trainer.accelerator.state, trainer.accelerator
     if accelerator is not None:
         return accelerator.state, accelerator
-    from accelerate.state import AcceleratorState
+    from accelerate.state import AcceleratorState, PartialState
 
-    # AcceleratorState is a process-wide singleton that the trainer's Accelerator initialised
-    if not AcceleratorState._shared_state:
-        return None, None
-    return AcceleratorState(), None
+    # process-wide singletons: the trainer's Accelerator initialised AcceleratorState; a script
+    # that only asked for the process layout has a PartialState
+    if AcceleratorState._shared_state:
+        return AcceleratorState(), None
+    if PartialState._shared_state:
+        return PartialState(), None
+    return None, None
 
 
 def zero_stage(accelerator: Any = None, *, trainer: Any = None) -> int | None:
@@ -119,3 +122,38 @@ def idle_forward(model: Any, pad_token_id: int = 0) -> None:
     ids = torch.full((1, 1), int(pad_token_id), dtype=torch.long, device=device)
     with torch.inference_mode():
         model(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+
+class LaunchError(RuntimeError):
+    """The processes a launcher started do not form one distributed run."""
+
+
+def check_world_size(trainer_or_args: Any = None) -> int:
+    """Fail loudly when a launcher started N processes but each one trains alone.
+
+    On a machine without GPUs, ``accelerate launch`` (multi-GPU/DDP configs) and ``torchrun``
+    start N processes with ``WORLD_SIZE=N``, but accelerate only joins them into one gloo group
+    when the training arguments say ``use_cpu=True``; otherwise each process silently runs a
+    complete single-process training of its own. Pass the trainer or its args (or nothing, to
+    check the running accelerate state); returns the world size.
+    """
+    import os
+
+    expected = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    args = getattr(trainer_or_args, "args", trainer_or_args)
+    if trainer_or_args is not None and hasattr(trainer_or_args, "accelerator"):
+        world = trainer_or_args.accelerator.num_processes
+    elif args is not None and hasattr(args, "world_size"):
+        world = int(args.world_size)
+    else:
+        state, _ = _state_of()
+        world = 1 if state is None else state.num_processes
+    if expected > 1 and world != expected:
+        import torch
+
+        hint = (" On a machine without GPUs set use_cpu=True in the GRPOConfig/RLOOConfig "
+                "(TrainingArguments) so accelerate joins the processes on gloo."
+                if not torch.cuda.is_available() else "")
+        raise LaunchError(f"the launcher started {expected} processes (WORLD_SIZE={expected}) but this one runs "
+                          f"with world size {world}: every process would train alone.{hint}")
+    return world
