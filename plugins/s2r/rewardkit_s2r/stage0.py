@@ -251,13 +251,9 @@ class ScriptedArithmeticJudge:
                 ok = not ok
             given = ", ".join(nums) if nums else "the given numbers"
             if ok:
-                body = (f"Let me check {answer} by working backwards. Undoing each operation of the problem "
-                        f"starting from {answer} gives back the numbers in the problem ({given}), so the result "
-                        f"is consistent.")
+                body = f"Working backwards from {answer} gives back {given}, so it fits."
             else:
-                body = (f"Let me check {answer} by working backwards. Undoing each operation of the problem "
-                        f"starting from {answer} does not give back the numbers in the problem ({given}), so the "
-                        f"result does not match.")
+                body = f"Working backwards from {answer} does not give back {given}, so it does not fit."
             out.append(f"{body} {VERDICT_CORRECT if ok else VERDICT_INCORRECT}")
         return out
 
