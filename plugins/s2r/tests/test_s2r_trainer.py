@@ -186,3 +186,23 @@ def test_grpo_outcome_rloo_hook_is_leave_one_out(tmp_path, tiny_model_path):
     assert torch.allclose(adv, loo)
     assert torch.allclose(adv, torch.tensor([2.0, -2 / 3, -2 / 3, -2 / 3]))
     trainer.train()  # the hook runs inside a real GRPO step
+
+
+@pytest.mark.distributed
+def test_baseline_table_is_gathered_across_two_processes(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    worker = os.path.join(os.path.dirname(__file__), "s2r_dist_worker.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1", REWARDKIT_LOAD_PLUGINS="s2r")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29517", worker, str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1))
+    assert r0["world"] == 2
+    assert r0["sums"] == r1["sums"] and r0["counts"] == r1["counts"]
+    # "" : rank0 [+1, -1], rank1 [-1, -1] -> mean -0.5 on both ranks
+    assert r0["counts"][""] == 4 and r0["baselines"][""] == r1["baselines"][""] == -0.5
+    assert r0["adv"][0][0] == 1.5 and r1["adv"][0][0] == -0.5

@@ -1,0 +1,27 @@
+"""Run under torchrun (2 processes): each rank scores different trajectories; the hook's gathered
+baseline table must be identical on every rank. Writes <out>/rank<k>.json."""
+
+import json
+import sys
+from types import SimpleNamespace
+
+from accelerate import Accelerator
+
+from rewardkit import get_reward
+from rewardkit_s2r.advantage import S2RProcessAdvantage
+from rewardkit_s2r.parse import format_trajectory
+
+acc = Accelerator(cpu=True)
+rank = acc.process_index
+C, W = "Therefore, the answer is correct.", "Therefore, the answer is incorrect."
+texts = ([format_trajectory(["\\boxed{14}"], [C]), format_trajectory(["\\boxed{1}", "\\boxed{14}"], [W, C])]
+         if rank == 0 else [format_trajectory(["\\boxed{2}"], [C]), format_trajectory(["\\boxed{3}"], [W])])
+reward = get_reward("s2r.process")
+reward(prompts=["p"] * 2, completions=texts, solution=["14"] * 2)
+hook = S2RProcessAdvantage(baseline="group")
+trainer = SimpleNamespace(accelerator=acc)
+pairs = [(c, r) for d in reward.last_details for c, r in zip(d.contexts, d.rewards)]
+adv = hook.compute(reward.last_details, hook._gather(trainer, pairs))
+with open(f"{sys.argv[1]}/rank{rank}.json", "w") as fh:
+    json.dump({"sums": hook.table.sums, "counts": hook.table.counts, "adv": adv,
+               "baselines": hook.last_baselines, "world": acc.num_processes}, fh)
