@@ -6,7 +6,8 @@ the host can add keyword options later without breaking them.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

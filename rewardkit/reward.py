@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import math
 import operator
-from operator import itemgetter, methodcaller
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter, methodcaller
 from typing import Any, ClassVar, Literal
 
 from rewardkit.reducers import Reducer, get_reducer, reduce_steps

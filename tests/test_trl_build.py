@@ -9,8 +9,8 @@ import torch
 from trl import GRPOTrainer, RLOOTrainer
 
 import rewardkit
-from rewardkit.trl import HOOK_STATE_FILE, TrainerHook, TRLCompatError, build_trainer, check_trl_compat
 from rewardkit.testing import tiny_grpo_config, tiny_prompt_dataset
+from rewardkit.trl import HOOK_STATE_FILE, TrainerHook, TRLCompatError, build_trainer, check_trl_compat
 
 
 @pytest.mark.parametrize("cls", [GRPOTrainer, RLOOTrainer])
