@@ -46,7 +46,7 @@ class BilevelHook(TrainerHook):
 
     def __init__(self, prm: Any = None, *, train_data: Any = None, train_format: str = "generic",
                  meta_data: Any = None, meta_format: str = "generic", meta_from_rollouts: bool = False,
-                 meta_buffer: int = 256, gold_column: str = "solution", split: str = "dreamprm",
+                 meta_buffer: int = 256, gold_column: str = "solution", split: str = "heuristic",
                  every: int = 1, steps_per_phase: int = 5, config: dict[str, Any] | DreamPRMConfig | None = None,
                  variant: str | None = None, reward_name: str = "dreamprm.prm") -> None:
         from rewardkit_dreamprm import data as D

@@ -395,6 +395,13 @@ class DreamPRMTrainer:
         return hyper, float(lm.detach())
 
     def _exact(self, meta_batch, batch, enc):
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        # the fused CPU/flash attention kernels have no double backward; the math kernel does
+        with sdpa_kernel([SDPBackend.MATH]):
+            return self._exact_impl(meta_batch, batch, enc)
+
+    def _exact_impl(self, meta_batch, batch, enc):
         from torch.func import functional_call
 
         if self.accelerator.num_processes > 1 or self.model is not self.prm:
