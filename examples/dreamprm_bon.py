@@ -1,0 +1,65 @@
+"""Best-of-N with DreamPRM PRMs: pick the best of N chains per question, compare PRMs.
+
+    python examples/dreamprm_bon.py --data runs/dreamprm_bilevel/eval.jsonl \
+        --prm runs/dreamprm_bilevel/prm_domain_s0 --prm runs/dreamprm_bilevel/prm_none_s0
+
+``--data``: rows ``{question, responses: [N chains], solution}`` (what ``dreamprm_bilevel.py`` writes;
+the ``rewardkit bon`` format). Every candidate is graded by ``math.accuracy``; each PRM scores every
+step, aggregates (v1: mean log-odds, 1.5: mean p('+')) and picks the argmax (ties: the later one,
+as the official code). When the generic ``rewardkit bon`` API (rewardkit-reasonflux) is installed,
+its numbers for ``dreamprm.prm`` are printed too (its ties go to the earlier candidate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--prm", action="append", required=True, help="a saved DreamPRM (repeat to compare)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("-o", "--output")
+    args = ap.parse_args(argv)
+
+    from rewardkit import get_reward
+    from rewardkit.data import load_records
+    from rewardkit_dreamprm import best_of_n_eval, load_prm, make_chain
+
+    rows = load_records(args.data)
+    grader = get_reward("math.accuracy", on_error="none")
+    problems = []
+    for r in rows:
+        resp = list(r["responses"])
+        correct = grader([r["question"]] * len(resp), resp, solution=[r["solution"]] * len(resp))
+        problems.append({"candidates": [make_chain(r["question"], x, "heuristic") for x in resp],
+                         "correct": [bool(c) for c in correct], "domain": r.get("domain", "all")})
+    report = {}
+    for path in args.prm:
+        prm = load_prm(path)
+        res = best_of_n_eval(prm, problems, batch_size=args.batch_size)
+        res.pop("picks")
+        report[path] = res
+        print(f"{path}: best-of-{len(problems[0]['candidates'])} accuracy {res['accuracy']:.3f} "
+              f"(oracle {res['oracle']:.3f}, random pick {res['mean_candidate']:.3f}) by domain {res['by_domain']}")
+    try:
+        from rewardkit_reasonflux.select import best_of_n
+    except ImportError:
+        print("(rewardkit-reasonflux not installed: no generic `rewardkit bon` comparison)")
+    else:
+        for path in args.prm:
+            rep = best_of_n(rows, "dreamprm.prm", params={"model": path}, batch_size=args.batch_size)
+            top = rep["n"][max(rep["n"])]
+            print(f"rewardkit bon, dreamprm.prm model={path}: N={max(rep['n'])} bon {top['bon']:.3f} "
+                  f"majority {top['majority']:.3f} random {top['random']:.3f} oracle {top['oracle']:.3f}")
+            report[path]["rewardkit_bon"] = {str(k): v for k, v in rep["n"].items()}
+    if args.output:
+        with open(args.output, "w") as fh:
+            json.dump(report, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
