@@ -64,7 +64,8 @@ class CurriculumHook(TrainerHook):
         threshold: ``None`` (default, the paper): each stage lasts as long as its data. A number:
             advance when the stage's mean ``gate_metric`` over the last ``gate_window`` generation
             batches reaches it (stages then repeat their data, reshuffled, up to ``max_passes``).
-        gate_metric: ``"acc"`` (RewardMap correctness, 0..1) or ``"reward"`` (the weighted reward).
+        gate_metric: ``"reward"`` (the stage's mean RewardMap reward, as the issue asks) or ``"acc"``
+            (RewardMap correctness, 0..1, free of the difficulty weight and the 10-point scale).
         gate_window: generation batches averaged for the gate.
         max_passes: passes over a stage's data before a gated run advances anyway.
         replay: fraction (0 <= replay < 1) of each later stage's prompts drawn from earlier stages.
@@ -73,7 +74,7 @@ class CurriculumHook(TrainerHook):
     name = "rewardmap.curriculum"
 
     def __init__(self, *, stages: str | Sequence[Sequence[str]] = "official", seed: int = 42,
-                 type_column: str = "type", threshold: float | None = None, gate_metric: str = "acc",
+                 type_column: str = "type", threshold: float | None = None, gate_metric: str = "reward",
                  gate_window: int = 1, max_passes: int = 3, replay: float = 0.0) -> None:
         if isinstance(stages, str):
             if stages not in STAGE_ORDERS:
