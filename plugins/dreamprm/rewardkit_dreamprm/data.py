@@ -225,7 +225,9 @@ def mc_step_labels(policy: Callable[[list[str], int], list[list[str]]], question
         last = i == len(chain) - 1
         attempts = 0
         while (times < min_rollouts or 0 < score < times) and times < max_rollouts and attempts < 4 * max_rollouts:
-            k = min(per_round, max_rollouts - times)
+            certain = score == 0 or score == times
+            need = (min_rollouts - times) if certain else per_round
+            k = max(1, min(need, per_round, max_rollouts - times))
             conts = policy([prompt], k)[0]
             attempts += k
             conts = [c for c in conts if last or len(c.strip()) >= min_chars]
