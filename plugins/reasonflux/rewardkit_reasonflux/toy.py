@@ -1,7 +1,8 @@
 """The bundled toy set for PRM training: (question, thinking, response) records with ReasonFlux targets.
 
-Built from rewardkit's bundled arithmetic problems: each problem appears once with its correct
-steps and once with one arithmetic step corrupted (the error carried into the answer). Step
+Built from rewardkit's bundled arithmetic problems: each problem appears with its correct steps,
+with one arithmetic step corrupted (the error carried into the answer), and with an off-track
+filler step inserted (a hedge or an unrelated remark, the answer still right). Step
 targets are ``reasonflux.step`` (alignment + coherence with the offline MiniLM, quality from the
 rule-based :func:`arithmetic_judge`) min-max scaled to [0, 1]. The trajectory target is the
 response's correctness under ``math.accuracy`` — a stand-in for the template-guided reward, which
@@ -24,12 +25,13 @@ EQ = re.compile(r"(-?\d+)\s*([+\-*x×/])\s*(-?\d+)\s*=\s*(-?\d+)")
 
 def arithmetic_judge(prompt: str, **_: Any) -> str:
     """A rule-based judge for the toy set: grades the ``Current step`` of the bundled quality prompt
-    by checking its ``a op b = c`` equations (9 when all hold, 1 when one fails, 6 without any)."""
+    by checking its ``a op b = c`` equations: 9 when all hold, 1 when one fails; a step without
+    equations gets 6 when it uses a number (it states a fact of the problem), else 2 (no progress)."""
     m = re.search(r"Current step:\n(.*?)\n\nFinal response:", prompt, re.S)
     step = m.group(1) if m else prompt
     eqs = EQ.findall(step)
     if not eqs:
-        return "Score: 6"
+        return "Score: 6" if re.search(r"\d", step) else "Score: 2"
     ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "x": lambda a, b: a * b,
            "×": lambda a, b: a * b, "/": lambda a, b: a / b if b else float("nan")}
     ok = all(ops[o](int(a), int(b)) == int(c) for a, o, b, c in eqs)
@@ -52,7 +54,11 @@ def _corrupt(steps: list[str], solution: str, rng: random.Random) -> tuple[list[
     return new, answer
 
 
-def make_toy_records(n_problems: int = 160, seed: int = 0, encoder: Any = None) -> list[dict[str, Any]]:
+FILLERS = ("Wait, let me recheck my solution.", "Let me try again.", "Hmm, I am not sure about this.",
+           "I like the color blue.", "This reminds me of a song.", "Maybe I should start over.")
+
+
+def make_toy_records(n_problems: int = 128, seed: int = 0, encoder: Any = None) -> list[dict[str, Any]]:
     import rewardkit
     from rewardkit.data import load_arithmetic
     from rewardkit_reasonflux.judge import CallableBackend
@@ -68,6 +74,9 @@ def make_toy_records(n_problems: int = 160, seed: int = 0, encoder: Any = None) 
         if bad is not None:
             raw.append({"question": row["question"], "thinking": bad[0],
                         "response": f"The answer is \\boxed{{{bad[1]}}}.", "solution": row["solution"]})
+        at = rng.randrange(len(steps) + 1)
+        raw.append({"question": row["question"], "thinking": steps[:at] + [rng.choice(FILLERS)] + steps[at:],
+                    "response": f"The answer is \\boxed{{{row['solution']}}}.", "solution": row["solution"]})
     acc = rewardkit.get_reward("math.accuracy")
     correct = acc([r["question"] for r in raw], [r["response"] for r in raw], solution=[r["solution"] for r in raw])
     for r, c in zip(raw, correct):
