@@ -260,6 +260,9 @@ class CurriculumHook(TrainerHook):
     def after_rollout(self, trainer: Any, inputs: list[dict[str, Any]], output: dict[str, Any]) -> dict[str, Any]:
         import torch
 
+        model = getattr(trainer, "model", None)
+        if model is not None and not model.training:
+            return output  # an evaluation batch: not part of the curriculum
         stages = [int(r.get(STAGE_COLUMN, 0)) for r in inputs]
         self.seen_indices.append([int(r.get(INDEX_COLUMN, -1)) for r in inputs])
         local_stage = max(stages) if stages else 0

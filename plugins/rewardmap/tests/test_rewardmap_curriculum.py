@@ -171,3 +171,20 @@ def test_checkpoint_resume_restores_the_stage_exactly(dataset, tmp_path):
     assert resumed.seen_indices == full.seen_indices[2:]     # the same prompts after the checkpoint
     assert first.seen_indices == full.seen_indices[:2]
     assert resumed.stage == full.stage
+
+
+def test_evaluation_batches_do_not_move_the_curriculum(dataset):
+    import types
+
+    import torch
+
+    hook = CurriculumHook(threshold=0.0)
+    data = hook.prepare_dataset(dataset)
+    model = torch.nn.Linear(2, 2).eval()
+    trainer = types.SimpleNamespace(model=model, accelerator=None)
+    out = {"advantages": torch.zeros(2)}
+    assert hook.after_rollout(trainer, [data[0], data[1]], out) is out
+    assert hook.rollouts == 0 and hook.stage_history == []
+    model.train()
+    hook.after_rollout(trainer, [data[0], data[1]], out)
+    assert hook.rollouts == 1 and hook.stage_history == [max(data[STAGE_COLUMN][:2])]
