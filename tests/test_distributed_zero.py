@@ -85,8 +85,12 @@ def _check_rewards_and_advantages(ranks: list[dict], with_prm: bool) -> None:
         for row in rows:
             t = WEIGHTS["boxed"] * row["boxed"] + WEIGHTS["textlen"] * row["textlen"]
             if with_prm:
-                assert row["prm"] == pytest.approx(row["prm_reduced"])  # min over the step scores
-                t += WEIGHTS["prm"] * row["prm"]
+                if row["prm_starved"]:
+                    # no steps -> no process score: None (NaN in TRL, left out of the sum), never 0
+                    assert row["prm"] is None and row["prm_steps"] == []
+                else:
+                    assert row["prm"] == pytest.approx(row["prm_reduced"])  # min over the step scores
+                    t += WEIGHTS["prm"] * row["prm"]
             totals.append(t)
         groups = [rows[g:g + GEN] for g in range(0, len(rows), GEN)]
         # 6 rows per rank, groups of 4: rows 4-7 are split over the ranks, so gathering is exercised
@@ -154,8 +158,12 @@ def test_zero3_two_processes_prm_reward_process_advantage_hook(tmp_path):
         assert r["prm_params_local"] < r["prm_params_full"]
     _check_rewards_and_advantages(ranks, with_prm=True)
     _check_same_state_and_logs(ranks)
+    # step 2: rank 1 had no step to score while rank 0 ran its PRM forward; the lockstep made rank 1
+    # run an idle forward instead of hanging the sharded PRM
+    assert all(row["prm_starved"] for row in ranks[1]["rows_before"][PER_RANK:])
+    assert ranks[1]["prm_idle_forwards"] >= 1 and ranks[0]["prm_idle_forwards"] == 0
     pa = ranks[0]["hook_states"]["process_advantage"]
-    assert pa["rollouts"] == 2 and pa["completions"] == 2 * 2 * PER_RANK
+    assert pa["rollouts"] == 2 and pa["completions"] == 2 * 2 * PER_RANK and pa["missing"] == PER_RANK
     # process supervision: step rewards are normalised within each group, wherever its rows live,
     # so the first-token advantages (sum of a completion's normalised steps) sum to 0 per group
     for k in range(2):

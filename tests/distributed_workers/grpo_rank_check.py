@@ -76,18 +76,33 @@ def main() -> None:
     class LockstepTaggedScorer(TaggedScorer):
         """Every rank runs the same number of PRM forwards per call (a ZeRO-3 requirement)."""
 
+        idle = 0
+
         def run(self, seqs, positions, stats=None):
             n_local = len(self._batches([len(s) for s in seqs])) if seqs else 0
             n = lockstep_forwards(n_local)
             out = super().run(seqs, positions, stats)
             for _ in range(n - n_local):
                 idle_forward(self._lazy_model, self._lazy_pad_id)
+                self.idle += 1
             return out
 
     class RankPRM(PRMReward):
-        """Core PRMReward; remembers its values and takes part in the lockstep even with no rows."""
+        """Core PRMReward; remembers its values and takes part in the lockstep even with no rows.
+
+        On its second call, rank 1 finds no steps in any completion (``starve``), so it has nothing
+        to score while rank 0 runs a forward pass: without the lockstep, ZeRO-3 would hang here.
+        """
+
+        n_calls = 0
+        starve = False
+
+        def split(self, text):
+            return [] if self.starve else super().split(text)
 
         def score_batch(self, batch):
+            self.starve = int(os.environ.get("RANK", "0")) == 1 and self.n_calls == 1
+            self.n_calls += 1
             calls = self.scorer.calls
             values = super().score_batch(batch)
             if self.scorer.calls == calls:  # no row to score on this rank: still join the count
@@ -131,6 +146,7 @@ def main() -> None:
                     row["prm"] = prm.last_values[i]
                     row["prm_steps"] = None if s is None else list(s.scores)
                     row["prm_reduced"] = None if s is None or not s.scores else reduce_steps(s.scores, "min")
+                    row["prm_starved"] = prm.starve
                 self.rows.append(row)
             if self.phase == "before":
                 local = torch.tensor([r["textlen"] for r in self.rows[-len(inputs):]],
@@ -195,6 +211,8 @@ def main() -> None:
     acc = trainer.accelerator
     engine = getattr(trainer, "model_wrapped", None)
     opt = getattr(engine, "optimizer", None) if type(engine).__name__ == "DeepSpeedEngine" else trainer.optimizer
+    if prm is not None:
+        info["prm_idle_forwards"] = scorer.idle
     info["optimizer"] = [type(opt).__name__, type(getattr(opt, "optimizer", None)).__name__]
     logs = [h for h in trainer.state.log_history if "reward" in h]
     result = {
