@@ -1,0 +1,84 @@
+"""Benchmark: PRM step scoring, one forward per trajectory (``tagged``) vs one per prefix (``prefix``).
+
+Same PRM, same data, same batch size; both backends must give the same scores (checked, <= 1e-4).
+Prints the speed-up of ``tagged`` over ``prefix`` (baseline) at 16 steps per trajectory (target
+>= 10x) and how the ratio grows with the number of steps (4, 8, 16, 32).
+
+    python bench/prm_scoring.py                       # tiny offline PRM from rewardkit.testing
+    python bench/prm_scoring.py --model PATH --trajectories 64 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def trajectories(n: int, steps: int) -> tuple[list[str], list[list[str]]]:
+    """``n`` trajectories of exactly ``steps`` steps, built from the bundled toy step data."""
+    from rewardkit.data.steps import load_toy_steps
+
+    pool = [s for r in load_toy_steps() for s in r["completions"]]
+    rows = load_toy_steps()
+    prompts, out, k = [], [], 0
+    for i in range(n):
+        prompts.append(rows[i % len(rows)]["prompt"])
+        out.append([pool[(k + j) % len(pool)] for j in range(steps)])
+        k += steps
+    return prompts, out
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="PRM path (default: the tiny token-classification PRM)")
+    ap.add_argument("--trajectories", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--steps", default="4,8,16,32")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from rewardkit.prm import PrefixScorer, TaggedScorer
+    from rewardkit.testing import tiny_model_dir
+
+    path = args.model or str(tiny_model_dir("prm"))
+    tagged = TaggedScorer(path, batch_size=args.batch_size, max_batch_tokens=None)
+    prefix = PrefixScorer(path, batch_size=args.batch_size, max_batch_tokens=None)
+    tagged.score(["warm"], [["up"]])
+    prefix.score(["warm"], [["up"]])
+    print(f"PRM {path} | {args.trajectories} trajectories | batch {args.batch_size} | min of {args.repeats} runs "
+          f"| torch threads {torch.get_num_threads()}")
+    print(f"{'steps':>5} {'tagged s':>9} {'prefix s':>9} {'forwards t/p':>13} {'max |diff|':>10} {'speed-up':>9}")
+    ratios = {}
+    for k in [int(x) for x in args.steps.split(",")]:
+        prompts, steps = trajectories(args.trajectories, k)
+        t_tag, a = timed(lambda: tagged.score(prompts, steps), args.repeats)
+        t_pre, b = timed(lambda: prefix.score(prompts, steps), args.repeats)
+        diff = max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+        if diff > 1e-4:
+            raise SystemExit(f"tagged and prefix scores differ by {diff:.2e} at {k} steps")
+        n_tag = -(-args.trajectories // args.batch_size)
+        n_pre = -(-args.trajectories * k // args.batch_size)
+        ratios[k] = t_pre / t_tag
+        print(f"{k:>5} {t_tag:>9.3f} {t_pre:>9.3f} {n_tag:>6}/{n_pre:<6} {diff:>10.1e} {ratios[k]:>8.1f}x")
+    if 16 in ratios:
+        verdict = "meets" if ratios[16] >= 10 else "misses"
+        print(f"\ntagged vs prefix (baseline) at 16 steps: {ratios[16]:.1f}x ({verdict} the >= 10x target)")
+    print("ratio by steps: " + ", ".join(f"{k}: {r:.1f}x" for k, r in ratios.items()))
+
+
+if __name__ == "__main__":
+    main()
