@@ -1,8 +1,11 @@
 """A synthetic multi-domain arithmetic set with quality imbalance: DreamPRM's claim in miniature.
 
 Every domain is a family of two-step arithmetic chains ("Step 1: 7 + 5 = 12." "Step 2: 12 - 3 = 9."
-"Final answer: 9") written by a noisy policy that slips on a step with probability ``slip``
-(the slip propagates: later steps compute on the wrong value). A prefix's soft label is its exact
+"Final answer: 9") written by a noisy policy that slips on a step with probability ``slip``: it
+writes the result with the wrong sign (``slip_kind="sign"``, "7 + 5 = -12") or with an extra
+hundred (``"carry"``), and later steps compute on the wrong value. The slips are easy for a tiny
+PRM to learn to spot (a tiny randomly initialised LM cannot learn to check "7 + 5 = 13" in a few
+hundred CPU steps), which keeps the experiment about the weighting, not about arithmetic. A prefix's soft label is its exact
 Monte-Carlo value, the chance a continuation from it ends correct: 0 once a slip happened, else
 ``(1 - slip) ** steps_left``. The ``corrupted`` domains get a fraction ``flip`` of their step labels
 flipped (``y -> 1 - y``): noisy supervision the upper level should learn to down-weight.
@@ -51,16 +54,24 @@ def make_problem(domain: str, rng: random.Random) -> ToyProblem:
             continue
         r1 = OPS[o1](a, b)
         r2 = OPS[o2](r1, c)
-        if 0 <= r1 <= 90 and 0 <= r2 <= 90:
+        if 1 <= r1 <= 90 and 1 <= r2 <= 90:
             return ToyProblem(domain, f"Compute {a} {o1} {b} {o2} {c}.", (a, b, c), (o1, o2), r2)
 
 
-def slip_value(r: int, rng: random.Random) -> int:
-    """A carry slip: the policy writes an extra hundred (``12`` becomes ``112``)."""
-    return r + 100
+SLIP_KINDS = ("sign", "carry")
 
 
-def rollout(p: ToyProblem, rng: random.Random, slip: float) -> tuple[Chain, list[bool], int]:
+def slip_value(r: int, rng: random.Random, kind: str = "sign") -> int:
+    """The policy's slip: ``sign`` writes the result negated (``12`` -> ``-12``), ``carry`` writes an
+    extra hundred (``12`` -> ``112``). Later steps compute on the slipped value."""
+    if kind == "sign":
+        return -r
+    if kind == "carry":
+        return r + 100
+    raise ValueError(f"slip kind must be one of {SLIP_KINDS}, got {kind!r}")
+
+
+def rollout(p: ToyProblem, rng: random.Random, slip: float, kind: str = "sign") -> tuple[Chain, list[bool], int]:
     """One chain from the noisy policy: (chain, ok-so-far per step, final answer)."""
     a, b, c = p.operands
     o1, o2 = p.ops
@@ -68,13 +79,13 @@ def rollout(p: ToyProblem, rng: random.Random, slip: float) -> tuple[Chain, list
     good = True
     r1 = OPS[o1](a, b)
     if rng.random() < slip:
-        r1 = slip_value(r1, rng)
+        r1 = slip_value(r1, rng, kind)
         good = False
     steps.append(f"Step 1: {a} {o1} {b} = {r1}.")
     ok_so_far.append(good)
     r2 = OPS[o2](r1, c)
     if rng.random() < slip:
-        r2 = slip_value(r2, rng)
+        r2 = slip_value(r2, rng, kind)
         good = False
     steps.append(f"Step 2: {r1} {o2} {c} = {r2}.")
     ok_so_far.append(good and r2 == p.answer)
@@ -95,7 +106,7 @@ def mc_labels(ok_so_far: list[bool], slip: float) -> list[float]:
 
 def make_toy(*, n_train_per_domain: int = 200, n_meta: int = 64, n_eval: int = 64, n_candidates: int = 8,
              domains: tuple[str, ...] = DEFAULT_DOMAINS, corrupted: tuple[str, ...] = ("mix",), flip: float = 0.4,
-             slip: float = 0.3, meta_balanced: bool = False, seed: int = 0) -> dict[str, Any]:
+             slip: float = 0.3, slip_kind: str = "sign", meta_balanced: bool = False, seed: int = 0) -> dict[str, Any]:
     """Build the toy train / meta / eval sets.
 
     Returns ``{"train": [LowerExample], "meta": [MetaExample], "eval": [{question, answer, candidates:
@@ -107,7 +118,7 @@ def make_toy(*, n_train_per_domain: int = 200, n_meta: int = 64, n_eval: int = 6
     for d in domains:
         for k in range(n_train_per_domain):
             p = make_problem(d, rng)
-            chain, ok, _ = rollout(p, rng, slip)
+            chain, ok, _ = rollout(p, rng, slip, slip_kind)
             ys = mc_labels(ok, slip)
             i = k % len(chain)  # alternate step prefixes
             y = ys[i]
@@ -122,7 +133,7 @@ def make_toy(*, n_train_per_domain: int = 200, n_meta: int = 64, n_eval: int = 6
     while (any(want.values()) if meta_balanced else len(meta) < n_meta):
         d = domains[k % len(domains)]
         p = make_problem(d, rng)
-        chain, _, ans = rollout(p, rng, slip)
+        chain, _, ans = rollout(p, rng, slip, slip_kind)
         correct = ans == p.answer
         if not meta_balanced or want[correct]:
             meta.append(MetaExample(chain=chain, correct=correct, id=f"meta-{k}"))
@@ -135,7 +146,7 @@ def make_toy(*, n_train_per_domain: int = 200, n_meta: int = 64, n_eval: int = 6
         p = make_problem(d, rng)
         cands, correct = [], []
         for _ in range(n_candidates):
-            chain, _, ans = rollout(p, rng, slip)
+            chain, _, ans = rollout(p, rng, slip, slip_kind)
             cands.append(chain)
             correct.append(ans == p.answer)
         evals.append({"question": p.question, "answer": str(p.answer), "candidates": cands, "correct": correct,

@@ -166,6 +166,18 @@ class _Cursor:
         return out
 
 
+def _rank_world(accelerator: Any) -> tuple[int, int]:
+    """(rank, world size): from torch.distributed when it is up (accelerate reports 1 process for
+    DeepSpeed on CPU before ``prepare``), else the launcher's environment, else the accelerator."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if "WORLD_SIZE" in os.environ:
+        return int(os.environ.get("RANK", 0)), int(os.environ["WORLD_SIZE"])
+    return accelerator.process_index, accelerator.num_processes
+
+
 def _flatten(ts: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in ts])
 
@@ -204,13 +216,14 @@ class DreamPRMTrainer:
         ds = self._deepspeed_config()
         if ds is not None:
             ds["train_micro_batch_size_per_gpu"] = self.config.batch_size
-            ds.setdefault("gradient_accumulation_steps", 1)
+            ds["gradient_accumulation_steps"] = 1
+            ds["train_batch_size"] = self.config.batch_size * _rank_world(accelerator)[1]
         self.model, self.optimizer = accelerator.prepare(prm, self.optimizer)
         self.weights.to(accelerator.device)
         params = list(self.weights.parameters())
         self.meta_optimizer = (torch.optim.AdamW(params, lr=self.config.meta_lr, eps=self.config.adam_eps,
                                                  weight_decay=self.config.meta_weight_decay) if params else None)
-        rank, world = accelerator.process_index, accelerator.num_processes
+        rank, world = _rank_world(accelerator)
         self.train_cursor = _Cursor(len(self.train_data), self.config.batch_size, self.config.seed, rank, world)
         self._rank_world = (rank, world)
         self.meta_cursor = self._make_meta_cursor() if self.meta_data else None
@@ -283,10 +296,14 @@ class DreamPRMTrainer:
         return [p for p in self.prm.parameters() if p.requires_grad]
 
     def _reduce_mean(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        if self.accelerator.num_processes == 1:
+        world = self._rank_world[1]
+        if world == 1:
             return tensors
-        flat = _flatten(tensors)
-        flat = self.accelerator.reduce(flat, reduction="mean")
+        import torch.distributed as dist
+
+        flat = _flatten(tensors).contiguous()
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat = flat / world
         out, k = [], 0
         for t in tensors:
             out.append(flat[k:k + t.numel()].view_as(t))
@@ -362,10 +379,16 @@ class DreamPRMTrainer:
         raise ValueError(f"unknown hypergradient mode {mode!r}")
 
     def _darts(self, meta_batch, batch, enc):
-        params = self.trainable
+        from torch.func import functional_call
+
+        named = {n: p for n, p in self.prm.named_parameters() if p.requires_grad}
+        params = list(named.values())
         self.model.train()
-        lm = self.meta_loss(meta_batch)
-        v = torch.autograd.grad(lm, params, allow_unused=True)
+        # v = dL_meta/dphi on fresh leaves that share the parameters' storage: autograd.grad on the
+        # parameters themselves would fire DeepSpeed's gradient-reduction hooks (ZeRO-1/2)
+        leaves = {n: p.detach().requires_grad_(True) for n, p in named.items()}
+        lm = self.meta_loss(meta_batch, forward=lambda **kw: functional_call(self.prm, leaves, args=(), kwargs=kw))
+        v = torch.autograd.grad(lm, list(leaves.values()), allow_unused=True)
         v = [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, v)]
         v = self._reduce_mean(v)
         norm = float(torch.sqrt(sum((g.float() ** 2).sum() for g in v)))
@@ -404,7 +427,7 @@ class DreamPRMTrainer:
     def _exact_impl(self, meta_batch, batch, enc):
         from torch.func import functional_call
 
-        if self.accelerator.num_processes > 1 or self.model is not self.prm:
+        if self._rank_world[1] > 1 or self.model is not self.prm:
             raise NotImplementedError("hypergradient='exact' runs on one process without a wrapped model")
         named = {n: p for n, p in self.prm.named_parameters() if p.requires_grad}
         xi = self.config.exact_step_size or self.config.lr
