@@ -190,13 +190,17 @@ def main() -> None:
     results: dict = {"config": cfg}
 
     base = str(cfg["model"] or tiny_model_dir("causal_lm"))
-    if cfg["warmup"]["enabled"]:
+    warm_dir = out_dir / "warmup"
+    if cfg["warmup"]["enabled"] and cfg["warmup"].get("reuse") and (warm_dir / "config.json").exists():
+        print(f"== warm-up: reusing {warm_dir}")
+        base = str(warm_dir)
+    elif cfg["warmup"]["enabled"]:
         print("== warm-up: plain solutions (the tiny model starts random)")
         rows = [{"prompt": policy_prompt(r["question"]),
                  "completion": [{"role": "assistant",
                                  "content": f"{r['reasoning']}\n\nThe answer is \\boxed{{{r['solution']}}}."}]}
                 for r in train_rows]
-        base = sft(base, rows, str(out_dir / "warmup"), dict(cfg["warmup"], seed=cfg["seed"]))
+        base = sft(base, rows, str(warm_dir), dict(cfg["warmup"], seed=cfg["seed"]))
     if state.is_main_process:
         results["base"] = evaluate(base, eval_rows, cfg, "base")
         print("== stage 0: data construction")

@@ -201,9 +201,9 @@ class S2RProcessAdvantage(TrainerHook):
 
     # -- baselines -----------------------------------------------------------------------------
     def compute(self, details: Sequence[ScoredTrajectory | None],
-                all_pairs: Sequence[tuple[str, float]]) -> list[list[float] | None]:
+                all_pairs: Sequence[tuple[str, float]], *, update: bool = True) -> list[list[float] | None]:
         """Per-action advantages of the local rows given the batch's (gathered) context pairs;
-        updates the running table with ``all_pairs``."""
+        adds ``all_pairs`` to the running table unless ``update=False`` (evaluation rollouts)."""
         if self.baseline == "group":
             baselines = group_baselines(all_pairs)
             adv = action_advantages(details, baselines)
@@ -212,8 +212,9 @@ class S2RProcessAdvantage(TrainerHook):
             contexts = {c for c, _ in all_pairs}
             self.last_baselines = {c: self.table.baseline(c) for c in contexts}
             adv = action_advantages(details, self.table.baseline)
-        self.table.update(all_pairs)
-        self.rollouts += 1
+        if update:
+            self.table.update(all_pairs)
+            self.rollouts += 1
         return adv
 
     # -- the hook -------------------------------------------------------------------------------
@@ -231,7 +232,8 @@ class S2RProcessAdvantage(TrainerHook):
                                f"{B}; the reward must be called on the same batch (is it in reward_funcs?)")
         local_pairs = [(c, r) for s in details if s is not None for c, r in zip(s.contexts, s.rewards)]
         all_pairs = self._gather(trainer, local_pairs)
-        adv_actions = self.compute(details, all_pairs)
+        training = bool(getattr(getattr(trainer, "model", None), "training", True))
+        adv_actions = self.compute(details, all_pairs, update=training)
 
         adv = torch.zeros((B, T), dtype=torch.float32, device=completion_ids.device)
         failures = 0

@@ -58,8 +58,10 @@ def test_token_advantages_follow_actions(trainer_and_hook):
     trainer, hook = trainer_and_hook
     tok = trainer.processing_class
     out, ids = rollout(trainer, GROUP)
+    trainer.model.eval()
     adv = hook.after_rollout(trainer, [], dict(out))["advantages"]
     assert adv.shape == out["completion_ids"].shape
+    assert hook.rollouts == 0 and hook.table.counts == {}  # evaluation rollouts never enter the table
     details = trainer.reward_funcs[0].last_details
     for i, (d, row_ids) in enumerate(zip(details, ids)):
         values = adv[i].tolist()
