@@ -64,7 +64,8 @@ def warm_start(model_path: str, sft_dataset, cfg: dict[str, Any], out: Path, acc
 
     ws = cfg.get("warmstart", {})
     target = out / "warmstart"
-    args = SFTConfig(output_dir=str(target), max_steps=ws.get("steps", 40), learning_rate=ws.get("learning_rate", 3e-3),
+    args = SFTConfig(output_dir=str(target), use_cpu=cfg["grpo"].get("use_cpu", False),
+                     max_steps=ws.get("steps", 40), learning_rate=ws.get("learning_rate", 3e-3),
                      per_device_train_batch_size=ws.get("batch_size", 16), logging_steps=10, save_strategy="no",
                      report_to="none", bf16=False, seed=cfg.get("seed", 0), gradient_checkpointing=False,
                      disable_tqdm=not accelerator.is_main_process)
@@ -98,6 +99,7 @@ def plot_rewards(history: list[dict[str, Any]], names: list[str], path: Path) ->
 
 
 def main() -> None:
+    import torch
     from accelerate import PartialState
     from trl import GRPOConfig, GRPOTrainer
 
@@ -107,7 +109,11 @@ def main() -> None:
 
     args = parse_args()
     cfg = load_config(args)
-    state = PartialState()
+    # the same process group as the trainers will build: on CPU, accelerate joins launched
+    # processes on gloo only when told cpu=True
+    use_cpu = cfg.get("grpo", {}).get("use_cpu", not torch.cuda.is_available())
+    cfg.setdefault("grpo", {})["use_cpu"] = use_cpu
+    state = PartialState(cpu=use_cpu)
     out = Path(cfg.get("output_dir", "runs/grpo_compose"))
     out.mkdir(parents=True, exist_ok=True)
 

@@ -144,11 +144,16 @@ def build_trainer(trainer_cls: type, hooks: Sequence[TrainerHook | str | dict[st
     """Build ``trainer_cls(**trainer_kwargs)`` with rewardkit ``hooks`` attached.
 
     ``trainer_cls`` is ``trl.GRPOTrainer`` or ``trl.RLOOTrainer`` (or a subclass). With no hooks the
-    plain class is returned unchanged, so composing rewards costs nothing.
+    plain class is returned unchanged, so composing rewards costs nothing. Either way a launch whose
+    processes would each train alone (``use_cpu`` unset on a CPU-only machine) raises ``LaunchError``.
     """
+    from rewardkit.trl.placement import check_world_size
+
     resolved = resolve_hooks(hooks)
     if not resolved:
-        return trainer_cls(**trainer_kwargs)
+        trainer = trainer_cls(**trainer_kwargs)
+        check_world_size(trainer)  # N launched processes that each train alone fail here, loudly
+        return trainer
     dataset = trainer_kwargs.get("train_dataset")
     for hook in resolved:
         dataset = hook.prepare_dataset(dataset)
@@ -162,6 +167,7 @@ def build_trainer(trainer_cls: type, hooks: Sequence[TrainerHook | str | dict[st
     trainer = cls.__new__(cls)
     trainer.rewardkit_hooks = resolved
     cls.__init__(trainer, callbacks=callbacks, **trainer_kwargs)
+    check_world_size(trainer)
     for hook in resolved:
         hook.setup(trainer)
     return trainer
