@@ -266,22 +266,32 @@ class HFStepScorer(StepScorer):
         prefix of the whole. A step's own text never contains the tag (it is removed) so the
         PRM sees exactly one tag per step.
         """
+        return self.encode_many([prompt], [steps])[0]
+
+    def encode_many(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> list[tuple[list[int], list[int], int]]:
+        """:meth:`encode` for many rows, with one batched tokenizer call for all pieces."""
         self._load()
         tok = self._lazy_tokenizer
-        ids: list[int] = []
-        if self.add_bos and getattr(tok, "bos_token_id", None) is not None:
-            ids.append(int(tok.bos_token_id))
-        ids += self._ids(self._prompt_text(prompt))
-        prompt_len = len(ids)
-        positions = []
-        for step in steps:
-            if self.step_tag and self.step_tag.strip() and self.step_tag in step:
-                step = step.replace(self.step_tag, " ")
-            ids += self._ids(step)
-            ids += self._lazy_tag_ids
-            positions.append(len(ids) - 1)
-            ids += self._lazy_sep_ids
-        return ids, positions, prompt_len
+        tag = self.step_tag if (self.step_tag and self.step_tag.strip()) else None
+        flat = [self._prompt_text(p) for p in prompts]
+        for row in steps:
+            flat += [s.replace(tag, " ") if tag and tag in s else s for s in row]
+        pieces = tok(flat, add_special_tokens=False)["input_ids"] if flat else []
+        bos = [int(tok.bos_token_id)] if self.add_bos and getattr(tok, "bos_token_id", None) is not None else []
+        out = []
+        k = len(prompts)
+        for i, row in enumerate(steps):
+            ids = bos + list(pieces[i])
+            prompt_len = len(ids)
+            positions = []
+            for _ in row:
+                ids += pieces[k]
+                k += 1
+                ids += self._lazy_tag_ids
+                positions.append(len(ids) - 1)
+                ids += self._lazy_sep_ids
+            out.append((ids, positions, prompt_len))
+        return out
 
     def _fit(self, ids: list[int], positions: list[int], prompt_len: int,
              stats: Counter[str] | None) -> tuple[list[int], list[int]] | None:
@@ -403,11 +413,12 @@ class TaggedScorer(HFStepScorer):
         self._load()
         seqs, positions, where = [], [], []
         out: list[RowScores] = [None] * len(prompts)
-        for i, (prompt, row) in enumerate(zip(prompts, steps)):
+        encoded = self.encode_many(prompts, steps)
+        for i, row in enumerate(steps):
             if not row:
                 out[i] = []
                 continue
-            fitted = self._fit(*self.encode(prompt, row), stats)
+            fitted = self._fit(*encoded[i], stats)
             if fitted is None:
                 continue
             seqs.append(fitted[0])
@@ -439,13 +450,14 @@ class PrefixScorer(HFStepScorer):
         self._load()
         seqs, positions, where = [], [], []
         out: list[RowScores] = [None] * len(prompts)
+        encoded = self.encode_many(prompts, steps) if self.template is None else None
         for i, (prompt, row) in enumerate(zip(prompts, steps)):
             if not row:
                 out[i] = []
                 continue
             row_seqs = []
-            if self.template is None:
-                fitted = self._fit(*self.encode(prompt, row), stats)
+            if encoded is not None:
+                fitted = self._fit(*encoded[i], stats)
                 if fitted is None:
                     continue
                 ids, pos = fitted
