@@ -257,3 +257,35 @@ def test_rloo_needs_sequence_level_and_runs_with_it(tmp_path):
     trainer = build_trainer(RLOOTrainer, hooks=[spy], args=args("b"), **kw)
     trainer.train()
     assert spy.seen and all(s["advantages"].dim() == 1 for s in spy.seen)
+
+
+def test_token_advantages_property():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.floats(-3, 3), min_size=1, max_size=6), st.integers(1, 20), st.integers(0, 4), st.data())
+    def check(values, length, pad, data):
+        ends = sorted(data.draw(st.lists(st.integers(1, length), min_size=len(values), max_size=len(values))))
+        got = token_advantages(values, ends, length, length + pad)
+        for t in range(length + pad):
+            if t >= length:
+                want = 0.0
+            elif t >= ends[-1]:
+                want = values[-1]
+            else:
+                want = sum(v for v, e in zip(values, ends) if e - 1 >= t)
+            assert got[t] == pytest.approx(want, abs=1e-9)
+
+    check()
+
+
+def test_normalize_none_only_centres(grpo_trainer):
+    trainer, reward, _ = grpo_trainer
+    texts = ["good", "bad", "good\n\ngood", "bad"]
+    reward(prompts=["p"] * 4, completions=texts)
+    adv = ProcessAdvantageHook(normalize="none").after_rollout(trainer, [], _rollout(trainer, texts))["advantages"]
+    # group 0: step rewards [1, 0], mean 0.5 -> +0.5 / -0.5 on every real token
+    assert adv[0, 0].item() == pytest.approx(0.5) and adv[1, 0].item() == pytest.approx(-0.5)
+    # group 1: [1, 1, 0], mean 2/3: row 2's first token sums both steps: 2 * (1/3)
+    assert adv[2, 0].item() == pytest.approx(2 / 3, abs=1e-6) and adv[3, 0].item() == pytest.approx(-2 / 3, abs=1e-6)
