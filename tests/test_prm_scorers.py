@@ -207,3 +207,34 @@ def test_remote_scorer_over_loopback_http(prm_server):
         remote.score(["broken"], [["a", "b"]])
     with pytest.raises(ConnectionError, match="unreachable"):
         RemoteScorer("http://127.0.0.1:9/none", retries=0, timeout=2).score(["Q"], [["a"]])
+
+
+def test_prefix_generative_judge_parses_greedy_continuations():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = str(tiny_model_dir("causal_lm"))
+    template = lambda p, steps: f"{p}\n" + "\n".join(steps) + "\nVerdict:"  # noqa: E731
+    seen = []
+
+    def parse(text):
+        seen.append(text)
+        return len(text) / 100
+
+    judge = PrefixScorer(path, head="lm", template=template, max_new_tokens=6, parse=parse, batch_size=4)
+    stats = Counter()
+    out = judge.score(["What is 3 * 4?", "Q"], [["3 * 4 = 12.", "So 12."], ["a"]], stats=stats)
+    assert [len(r) for r in out] == [2, 1] and stats["generations"] == 1 and len(seen) == 3
+    # the batched, left-padded greedy continuation equals generating the prefix alone
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    ids = tok(template("What is 3 * 4?", ["3 * 4 = 12."]), return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        alone = model.generate(input_ids=ids, do_sample=False, max_new_tokens=6, pad_token_id=tok.pad_token_id)
+    text = tok.decode(alone[0, ids.shape[1]:], skip_special_tokens=True)
+    assert out[0][0] == pytest.approx(len(text) / 100)
+    # the default parser reads the last "+"/"-": a judge that never says either leaves the row unscored
+    never = PrefixScorer(path, head="lm", template=template, max_new_tokens=2, good_token="True", bad_token="False")
+    stats = Counter()
+    res = never.score(["Q"], [["a"]], stats=stats)
+    assert (res[0] is None and stats["unparsed"] == 1) or res[0] in ([1.0], [0.0])
+    assert never._parse("step ok: False ... True") == 1.0 and never._parse("nothing") is None

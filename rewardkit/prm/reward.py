@@ -11,7 +11,7 @@ from rewardkit.trajectory import Splitter, parse_trajectory, split_steps
 
 from rewardkit.prm.scorers import StepScorer, make_scorer
 
-SCORER_STATS = ("truncated", "too_long")
+SCORER_STATS = ("truncated", "too_long", "unparsed")
 
 
 def prompt_text(prompt: Any) -> str:

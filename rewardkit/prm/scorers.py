@@ -438,12 +438,56 @@ class PrefixScorer(HFStepScorer):
     judge, e.g. ending in "Is the last step correct? Answer:" with ``head="lm"``,
     ``good_token=" yes"``, ``bad_token=" no"``) the whole text is tokenized and the score is read
     at its last token.
+
+    Generative judges: with ``max_new_tokens > 0`` (``head="lm"``) each prefix is continued by
+    greedy generation (batched, left-padded) and ``parse(generated_text) -> float | None`` gives the
+    step's score; the default parser reads the last of ``good_token`` / ``bad_token`` in the text
+    as 1.0 / 0.0. A verdict that cannot be parsed makes the row ``None`` (counted ``unparsed``).
     """
 
     def __init__(self, model: Any, tokenizer: Any = None, *,
-                 template: Callable[[str, Sequence[str]], str] | None = None, **kwargs: Any) -> None:
+                 template: Callable[[str, Sequence[str]], str] | None = None, max_new_tokens: int = 0,
+                 parse: Callable[[str], float | None] | None = None, **kwargs: Any) -> None:
         super().__init__(model, tokenizer, **kwargs)
         self.template = template
+        self.max_new_tokens = int(max_new_tokens)
+        self.parse = parse
+        if self.max_new_tokens and self.head not in (None, "lm"):
+            raise ValueError("generation (max_new_tokens > 0) needs an LM-head model (head='lm')")
+
+    def _parse(self, text: str) -> float | None:
+        if self.parse is not None:
+            value = self.parse(text)
+            return None if value is None else float(value)
+        good, bad = text.rfind(self.good_token.strip()), text.rfind(self.bad_token.strip())
+        if good < 0 and bad < 0:
+            return None
+        return 1.0 if good > bad else 0.0
+
+    def generate(self, seqs: Sequence[list[int]], stats: Counter[str] | None = None) -> list[str]:
+        """Greedy continuations of ``seqs`` (length-sorted, left-padded batches), decoded."""
+        import torch
+
+        self._load()
+        model, tok, dev = self._lazy_model, self._lazy_tokenizer, self._lazy_device
+        out = [""] * len(seqs)
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None) or tok.eos_token_id
+        with torch.inference_mode():
+            for idx in self._batches([len(s) for s in seqs]):
+                width = max(len(seqs[i]) for i in idx)
+                ids = torch.full((len(idx), width), self._lazy_pad_id, dtype=torch.long)
+                attn = torch.zeros((len(idx), width), dtype=torch.long)
+                for r, i in enumerate(idx):
+                    ids[r, width - len(seqs[i]):] = torch.tensor(seqs[i], dtype=torch.long)
+                    attn[r, width - len(seqs[i]):] = 1
+                gen = model.generate(input_ids=ids.to(dev), attention_mask=attn.to(dev), do_sample=False,
+                                     max_new_tokens=self.max_new_tokens, pad_token_id=self._lazy_pad_id,
+                                     eos_token_id=eos)
+                for r, i in enumerate(idx):
+                    out[i] = tok.decode(gen[r, width:], skip_special_tokens=True)
+                if stats is not None:
+                    stats["generations"] += 1
+        return out
 
     def score(self, prompts, steps, *, stats=None):
         _check_inputs(prompts, steps)
@@ -477,8 +521,18 @@ class PrefixScorer(HFStepScorer):
                 seqs.append(s)
                 positions.append([len(s) - 1])
                 where.append(i)
-        flat = self.run(seqs, positions, stats)
+        if self.max_new_tokens > 0:
+            verdicts = [self._parse(t) for t in self.generate(seqs, stats)]
+            bad_rows = {i for i, v in zip(where, verdicts) if v is None}
+            if stats is not None:
+                stats["unparsed"] += len(bad_rows)
+            flat = [[v] for v in verdicts]
+        else:
+            bad_rows = set()
+            flat = self.run(seqs, positions, stats)
         for i, sc in zip(where, flat):
+            if i in bad_rows:
+                continue
             if out[i] is None:
                 out[i] = []
             out[i].append(sc[0])
