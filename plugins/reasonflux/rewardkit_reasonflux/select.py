@@ -141,7 +141,8 @@ def best_of_n(records: Sequence[dict[str, Any]], reward: Any, *, params: dict[st
               n_values: Sequence[int] | None = None, gold_column: str = "solution", question_column: str = "question",
               responses_column: str = "responses", response_column: str = "response", batch_size: int = 32,
               progress: bool = False) -> dict[str, Any]:
-    """Best-of-N by ``reward`` vs majority vote, random choice and oracle, for each N in ``n_values``.
+    """Best-of-N by ``reward`` vs majority vote, random choice and oracle, for each N in ``n_values``
+    (default: powers of two up to the largest pool, and the largest pool).
 
     The first N candidates of each question are used for N. Accuracy is ``math.accuracy`` against
     the gold column. Random choice is the exact expectation (mean correctness of the N candidates).
@@ -159,7 +160,7 @@ def best_of_n(records: Sequence[dict[str, Any]], reward: Any, *, params: dict[st
     if not groups:
         raise ValueError(f"no question has both candidate responses and a gold answer in column {gold_column!r}")
     max_n = max(len(g["responses"]) for g in groups)
-    n_values = sorted(set(n_values or [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= max_n] or [max_n]))
+    n_values = sorted(set(n_values or [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= max_n] + [max_n]))
     acc = rewardkit.get_reward("math.accuracy", gold_column="gold")
     flat_q, flat_c, flat_g, flat_cols = [], [], [], []
     for g in groups:

@@ -58,7 +58,7 @@ FILLERS = ("Wait, let me recheck my solution.", "Let me try again.", "Hmm, I am 
            "I like the color blue.", "This reminds me of a song.", "Maybe I should start over.")
 
 
-def make_toy_records(n_problems: int = 128, seed: int = 0, encoder: Any = None) -> list[dict[str, Any]]:
+def make_toy_records(n_problems: int = 96, seed: int = 0, encoder: Any = None) -> list[dict[str, Any]]:
     import rewardkit
     from rewardkit.data import load_arithmetic
     from rewardkit_reasonflux.judge import CallableBackend
@@ -74,9 +74,12 @@ def make_toy_records(n_problems: int = 128, seed: int = 0, encoder: Any = None) 
         if bad is not None:
             raw.append({"question": row["question"], "thinking": bad[0],
                         "response": f"The answer is \\boxed{{{bad[1]}}}.", "solution": row["solution"]})
-        at = rng.randrange(len(steps) + 1)
-        raw.append({"question": row["question"], "thinking": steps[:at] + [rng.choice(FILLERS)] + steps[at:],
-                    "response": f"The answer is \\boxed{{{row['solution']}}}.", "solution": row["solution"]})
+        # the same two trajectories with an off-track step inserted: filler says nothing about correctness
+        for thinking, answer in [(steps, row["solution"])] + ([bad] if bad is not None else []):
+            at = rng.randrange(len(thinking) + 1)
+            raw.append({"question": row["question"],
+                        "thinking": thinking[:at] + [rng.choice(FILLERS)] + thinking[at:],
+                        "response": f"The answer is \\boxed{{{answer}}}.", "solution": row["solution"]})
     acc = rewardkit.get_reward("math.accuracy")
     correct = acc([r["question"] for r in raw], [r["response"] for r in raw], solution=[r["solution"] for r in raw])
     for r, c in zip(raw, correct):

@@ -15,7 +15,7 @@ def test_loss_falls_and_held_out_correlation_rises(tmp_path, tiny_prm_path):
     model_dir = tmp_path / "prm"
     shutil.copytree(tiny_prm_path, model_dir)
     records = load_toy_records()
-    train, held_out = records[:192], records[-96:]  # disjoint problems (3 records per problem)
+    train, held_out = records[:192], records[-96:]  # disjoint problems (4 records per problem)
     assert {r["question"] for r in train}.isdisjoint({r["question"] for r in held_out})
     trainer = ReasonFluxPRMTrainer(str(model_dir), ReasonFluxPRMConfig(epochs=6, learning_rate=3e-3, batch_size=8,
                                                                         output_dir=str(tmp_path / "out")))
