@@ -139,11 +139,11 @@ def stage0(policy_path: str, rows: list[dict], cfg: dict, out_dir: Path) -> list
 
 def stage2(model_path: str, rows: list[dict], cfg: dict, out: str) -> tuple[str, list[dict]]:
     from datasets import Dataset
+    from rewardkit_s2r.stage0 import policy_prompt
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import get_hook, get_reward
     from rewardkit.trl import build_trainer
-    from rewardkit_s2r.stage0 import policy_prompt
 
     c = cfg["stage2"]
     common = dict(output_dir=out, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
@@ -173,11 +173,11 @@ def stage2(model_path: str, rows: list[dict], cfg: dict, out: str) -> tuple[str,
 
 def main() -> None:
     from accelerate import PartialState
+    from rewardkit_s2r.sft import S2RSFTCollator, sft_records
+    from rewardkit_s2r.stage0 import policy_prompt
 
     from rewardkit.data import load_arithmetic
     from rewardkit.testing import tiny_model_dir
-    from rewardkit_s2r.sft import S2RSFTCollator, sft_records
-    from rewardkit_s2r.stage0 import policy_prompt
 
     cfg = load_config()
     state = PartialState()

@@ -19,7 +19,13 @@ from rewardkit_s2r.parse import (
     parse_verdict,
     split_token_ids,
 )
-from rewardkit_s2r.rewards import S2ROutcome, S2RProcess, ScoredTrajectory, score_trajectory, trajectory_metrics
+from rewardkit_s2r.rewards import (
+    S2ROutcome,
+    S2RProcess,
+    ScoredTrajectory,
+    score_trajectory,
+    trajectory_metrics,
+)
 from rewardkit_s2r.sft import S2RSFTCollator, s2r_token_mask
 
 __all__ = [

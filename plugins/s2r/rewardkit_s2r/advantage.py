@@ -29,7 +29,6 @@ from typing import Any
 
 from rewardkit.trajectory import step_token_ends, token_char_ends
 from rewardkit.trl import TrainerHook
-
 from rewardkit_s2r.parse import split_token_ids
 from rewardkit_s2r.rewards import S2RProcess, ScoredTrajectory
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from rewardkit.reward import Sample
-
 from rewardkit_s2r.parse import last_boxed, normalize_answer
 
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rewardkit.reward import Batch, ProcessReward, Reward, RewardInputError, Sample, StepScores
-
 from rewardkit_s2r.grading import Grader
 from rewardkit_s2r.parse import Markers, S2RTrajectory, get_markers, parse
 

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from rewardkit.trajectory import token_char_ends
-
 from rewardkit_s2r.advantage import action_token_bounds
 from rewardkit_s2r.parse import SYSTEM_PROMPT, Markers, get_markers, parse
 

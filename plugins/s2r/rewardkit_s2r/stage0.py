@@ -141,7 +141,7 @@ def build_trajectories(rows: Sequence[dict[str, Any]], policy: Any, judge: Any, 
     stats: Counter[str] = Counter()
     per_q: list[dict[str, Any]] = []
     judge_requests: list[tuple[int, str]] = []
-    for qi, (q, gold, outs) in enumerate(zip(questions, golds, samples)):
+    for qi, (gold, outs) in enumerate(zip(golds, samples)):
         gold_ans = Grader.gold_answer(gold)
         attempts = [truncate_at_markers(s, markers) for s in outs]
         answers = [normalize_answer(last_boxed(a)) for a in attempts]
@@ -289,7 +289,6 @@ def run_cli(args: argparse.Namespace) -> int:
     import os
 
     from rewardkit.data import load_arithmetic, load_records
-
     from rewardkit_s2r.backends import get_backend
 
     rows = load_records(args.data) if args.data else load_arithmetic()

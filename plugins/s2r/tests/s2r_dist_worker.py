@@ -6,10 +6,10 @@ import sys
 from types import SimpleNamespace
 
 from accelerate import Accelerator
-
-from rewardkit import get_reward
 from rewardkit_s2r.advantage import S2RProcessAdvantage
 from rewardkit_s2r.parse import format_trajectory
+
+from rewardkit import get_reward
 
 acc = Accelerator(cpu=True)
 rank = acc.process_index

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pickle
 
 import pytest
-
-from rewardkit import get_reward, list_hooks, list_rewards
-from rewardkit.reward import RewardInputError
 from rewardkit_s2r.advantage import BaselineTable, S2RProcessAdvantage, action_advantages, group_baselines
 from rewardkit_s2r.parse import format_trajectory
 from rewardkit_s2r.rewards import trajectory_metrics
+
+from rewardkit import get_reward, list_hooks, list_rewards
+from rewardkit.reward import RewardInputError
 
 W = "Therefore, the answer is incorrect."
 C = "Therefore, the answer is correct."

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from rewardkit_s2r.parse import format_trajectory
 from rewardkit_s2r.sft import S2RSFTCollator, s2r_token_mask, sft_records
 
@@ -69,7 +68,7 @@ def test_collator_on_sfttrainer_prepared_examples(sft_trainer):
                        f"\n\nLet me try again.\n\n{S[2]}\n\nWait, let me recheck my solution.\n\n{V[2]}<|im_end|>\n")
     # the prompt stays masked; the single-round row trains on its whole completion
     assert all(lab == -100 for lab, o in zip(labels, original) if o == -100)
-    ids1, labels1 = batch["input_ids"][1].tolist(), batch["labels"][1].tolist()
+    labels1 = batch["labels"][1].tolist()
     assert [lab for lab in labels1 if lab != -100] == [o for o in examples[1]["labels"] if o != -100]
     # padding is masked
     n1 = int(batch["attention_mask"][1].sum())
@@ -85,8 +84,9 @@ def test_sft_training_runs_with_the_collator(sft_trainer):
 
 
 def test_collator_needs_a_completion():
-    from rewardkit.testing import tiny_model_dir
     from transformers import AutoTokenizer
+
+    from rewardkit.testing import tiny_model_dir
 
     collator = S2RSFTCollator(AutoTokenizer.from_pretrained(tiny_model_dir()))
     with pytest.raises(KeyError, match="completion_mask"):

@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-
 from rewardkit_s2r.backends import OpenAIBackend, TransformersBackend, serve
 from rewardkit_s2r.parse import parse
 from rewardkit_s2r.stage0 import (

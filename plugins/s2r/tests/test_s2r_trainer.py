@@ -6,12 +6,12 @@ import os
 
 import pytest
 import torch
+from rewardkit_s2r.advantage import S2RProcessAdvantage
+from rewardkit_s2r.parse import format_trajectory
 
 from rewardkit import get_hook, get_reward
 from rewardkit.testing import tiny_grpo_config, tiny_prompt_dataset
 from rewardkit.trl import HOOK_STATE_FILE, TrainerHook, build_trainer
-from rewardkit_s2r.advantage import S2RProcessAdvantage
-from rewardkit_s2r.parse import format_trajectory
 
 W = "Therefore, the answer is incorrect."
 C = "Therefore, the answer is correct."
@@ -160,9 +160,8 @@ def test_grpo_training_checkpoints_and_resumes_the_baseline_table(tmp_path, tiny
 
 
 def test_rloo_trainer_with_outcome_reward(tmp_path, tiny_model_path):
-    from trl import RLOOConfig, RLOOTrainer
-
     from rewardkit_s2r.configs import PAPER_RLOO_OUTCOME
+    from trl import RLOOConfig, RLOOTrainer
 
     cfg = dict(PAPER_RLOO_OUTCOME, learning_rate=1e-4, warmup_steps=0)
     args = RLOOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", max_steps=2,
