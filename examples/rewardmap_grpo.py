@@ -123,12 +123,12 @@ def plot(history: list[dict[str, Any]], stage_names: list[str], path: Path) -> N
 
 def main() -> None:
     from accelerate import PartialState
+    from rewardkit_rewardmap.data import make_dataset
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import get_hook, get_reward
     from rewardkit.testing import tiny_model_dir
     from rewardkit.trl import build_trainer
-    from rewardkit_rewardmap.data import make_dataset
 
     args = parse_args()
     cfg = load_config(args)

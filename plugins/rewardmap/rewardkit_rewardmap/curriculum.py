@@ -28,10 +28,10 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from rewardkit.trl import TrainerHook
 from torch.utils.data import Sampler
 from transformers import TrainerCallback
 
+from rewardkit.trl import TrainerHook
 from rewardkit_rewardmap.scoring import ALL_TYPES
 
 logger = logging.getLogger(__name__)

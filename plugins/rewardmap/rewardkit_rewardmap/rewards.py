@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewardkit.reward import Batch, Reward, RewardInputError
-
 from rewardkit_rewardmap.metro import MetroCache
 from rewardkit_rewardmap.scoring import (
     DEFAULT_BETA,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from rewardkit import get_hook, get_reward, list_hooks
 from rewardkit_rewardmap.curriculum import INDEX_COLUMN, STAGE_COLUMN, CurriculumHook, GatedCurriculumSampler
 from rewardkit_rewardmap.data import make_dataset
+
+from rewardkit import get_hook, get_reward, list_hooks
 
 OFFICIAL = [["TorF1", "TorF2"], ["Counting2", "Counting3"], ["Counting1"], ["planning"]]
 

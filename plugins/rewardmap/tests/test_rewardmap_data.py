@@ -6,11 +6,11 @@ import json
 from collections import deque
 
 import pytest
-
-from rewardkit.cli import main as cli_main
 from rewardkit_rewardmap.data import load_reasonmap, make_dataset, make_map
 from rewardkit_rewardmap.rewards import MapReward
 from rewardkit_rewardmap.scoring import ALL_TYPES
+
+from rewardkit.cli import main as cli_main
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import math
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from rewardkit_rewardmap.rewards import MapReward
 from rewardkit_rewardmap.scoring import clean_string, extract_plus_answer, parse_sections
 

@@ -6,9 +6,6 @@ import json
 import pickle
 
 import pytest
-
-from rewardkit import get_reward, list_rewards
-from rewardkit.reward import RewardInputError
 from rewardkit_rewardmap.metro import MetroCache, read_metro_json
 from rewardkit_rewardmap.rewards import MapReward, PlusReward, RouteReward
 from rewardkit_rewardmap.scoring import (
@@ -21,6 +18,9 @@ from rewardkit_rewardmap.scoring import (
     planning_detail,
     plus_accuracy,
 )
+
+from rewardkit import get_reward, list_rewards
+from rewardkit.reward import RewardInputError
 
 # a slice of Singapore's network, enough for the paper's Figure 2 case
 SINGAPORE = {
