@@ -188,3 +188,45 @@ def test_evaluation_batches_do_not_move_the_curriculum(dataset):
     model.train()
     hook.after_rollout(trainer, [data[0], data[1]], out)
     assert hook.rollouts == 1 and hook.stage_history == [max(data[STAGE_COLUMN][:2])]
+
+
+DISTRIBUTED_SCRIPT = """
+import json, sys
+from trl import GRPOTrainer
+from rewardkit import get_hook, get_reward
+from rewardkit.testing import tiny_grpo_config, tiny_model_dir
+from rewardkit.trl import build_trainer
+from rewardkit_rewardmap.data import make_dataset
+
+hook = get_hook("rewardmap.curriculum", threshold=0.0, seed=2)
+args = tiny_grpo_config(sys.argv[1], max_steps=4, per_device_train_batch_size=2, num_generations=2,
+                        max_completion_length=8)
+tr = build_trainer(GRPOTrainer, hooks=[hook], model=str(tiny_model_dir()),
+                   reward_funcs=[get_reward("rewardmap.reward")], args=args,
+                   train_dataset=make_dataset(3, 8, seed=0, describe_map=False))
+tr.train()
+print("RESULT " + json.dumps({"rank": tr.accelerator.process_index, "stages": hook.stage_history,
+                              "advances": hook.advances, "seen": hook.seen_indices}), flush=True)
+"""
+
+
+@pytest.mark.distributed
+def test_two_processes_agree_on_the_stage(tmp_path):
+    """Two CPU ranks (gloo): the gate gathers across ranks, so both draw the same chunks."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(DISTRIBUTED_SCRIPT)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--mixed_precision", "no", "--num_machines", "1", "--dynamo_backend", "no", str(script), str(tmp_path / "o")]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    results = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and len(results) == 2, proc.stderr[-3000:]
+    a, b = sorted(results, key=lambda r: r["rank"])
+    assert a["stages"] == b["stages"] and a["advances"] == b["advances"] and max(a["stages"]) >= 1
+    for sa, sb in zip(a["seen"], b["seen"]):   # each rank holds its own prompts of the same chunk
+        assert set(sa).isdisjoint(sb)
