@@ -77,7 +77,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--completion-length", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     plain, hooked, in_hook, shares = [], [], [], []
     with tempfile.TemporaryDirectory() as d:
         for r in range(args.rounds):
