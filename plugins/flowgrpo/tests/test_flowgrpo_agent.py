@@ -261,3 +261,18 @@ def test_rollout_rejects_prompts_not_grouped_by_g_times_tmax(tiny_tokenizer):
     with pytest.raises(ValueError, match="mixed run"):
         roll.split_queries(["a"] * 5 + ["b"])
     assert roll.split_queries(["a"] * 6 + ["b"] * 6) == ["a", "b"]
+
+
+def test_format_warmup_teaches_the_step_numbered_format(tiny_model_path, tiny_tokenizer):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rewardkit_flowgrpo.toy import format_warmup
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    system = toy_system(tiny_tokenizer)
+    losses = format_warmup(model, tiny_tokenizer, system, [r["prompt"] for r in toy_rows(4)], steps=12,
+                           batch_size=8, lr=5e-3)
+    assert len(losses) == 12 and all(x == x for x in losses)
+    assert losses[-1] < 0.5 * losses[0]

@@ -36,8 +36,8 @@ def random_system(tokenizer, seed):
                        generator=lambda q, m: rng.choice(["yes", "no"]), max_turns=T_MAX)
 
 
-def run_trainer(tmp_path, tiny_model_path, tiny_tokenizer, *, preset, norm, beta, steps=2):
-    rollout = FlowRollout(random_system(tiny_tokenizer, seed=1), G)
+def run_trainer(tmp_path, tiny_model_path, tiny_tokenizer, *, preset, norm, beta, steps=2, planner="trl"):
+    rollout = FlowRollout(random_system(tiny_tokenizer, seed=1), G, planner=planner)
     kw = flowgrpo_grpo_kwargs(G, T_MAX, queries_per_device=2, preset=preset)
     kw.update(beta=beta, temperature=1.0)
     args = tiny_grpo_config(tmp_path, max_steps=steps, max_completion_length=8, learning_rate=1e-3, **kw)
@@ -181,8 +181,14 @@ def test_paper_weights_reproduce_eq10_and_padding_rows_carry_no_gradient(paper_r
 
 def test_code_preset_turn_pooled_token_mean_with_kl(tmp_path, tiny_model_path, tiny_tokenizer):
     trainer, rollout, captured, before = run_trainer(tmp_path, tiny_model_path, tiny_tokenizer, preset="code",
-                                                     norm="turn_pooled", beta=0.001, steps=1)
+                                                     norm="turn_pooled", beta=0.001, steps=1, planner="hf")
     output, rows, trajs = captured[-1]
+    # the "hf" planner returns sampling log-probs; TRL keeps them per token next to the sampler's ids
+    lp = output["sampling_per_token_logps"]
+    for r, row in enumerate(rows):
+        if not row["flowgrpo_is_pad"]:
+            turn = trajs[r // T_MAX].turns[r % T_MAX]
+            assert lp[r, : len(turn.logprobs)].tolist() == pytest.approx(turn.logprobs, abs=1e-6)
     assert trainer.args.loss_type == "dapo" and trainer.args.epsilon_high == 0.3 and trainer.args.delta == 3.0
     rewards = [1.0 if tr.answer == "yes" else 0.0 for tr in trajs]
     expected = []
