@@ -112,10 +112,9 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
-    from sentence_transformers import SentenceTransformer
-
     from rewardkit_reasonflux.embed import default_encoder_path
     from rewardkit_reasonflux.sample import SampleParser
+    from sentence_transformers import SentenceTransformer
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -80,12 +80,12 @@ def plot(history: list[dict[str, Any]], names: list[str], path: Path) -> None:
 def main() -> None:
     from accelerate import PartialState
     from datasets import Dataset
+    from rewardkit_reasonflux.mixing import grpo_mix
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import compose
     from rewardkit.data import load_arithmetic, to_prompt
     from rewardkit.testing import tiny_model_dir
-    from rewardkit_reasonflux.mixing import grpo_mix
 
     args = parse_args()
     cfg = yaml.safe_load(Path(args.config).read_text())

@@ -41,10 +41,11 @@ def main() -> None:
     if not PartialState().is_main_process:
         return
 
-    from rewardkit.data import load_records
-    from rewardkit.testing import tiny_model_dir
     from rewardkit_reasonflux.select import best_of_n, select_top_k
     from rewardkit_reasonflux.toy import load_toy_records
+
+    from rewardkit.data import load_records
+    from rewardkit.testing import tiny_model_dir
 
     prm = cfg.get("prm", "tiny")
     if prm == "tiny":

@@ -36,14 +36,16 @@ def parse_args() -> argparse.Namespace:
 
 
 def load_records(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    from rewardkit.data import load_records as read
     from rewardkit_reasonflux.toy import load_toy_records
+
+    from rewardkit.data import load_records as read
 
     data = cfg.get("data", "toy")
     records = load_toy_records() if data == "toy" else read(data)
     if cfg.get("build_targets"):
-        import rewardkit
         from rewardkit_reasonflux.training import build_targets
+
+        import rewardkit
 
         step = rewardkit.get_reward("reasonflux.step", **cfg.get("step_reward", {}))
         traj = rewardkit.get_reward("reasonflux.trajectory", **cfg["trajectory"]) if cfg.get("trajectory") else None
@@ -86,9 +88,9 @@ def plot(history: list[dict[str, float]], path: Path) -> None:
 
 def main() -> None:
     from accelerate import PartialState
+    from rewardkit_reasonflux.training import ReasonFluxPRMConfig, ReasonFluxPRMTrainer
 
     from rewardkit.testing import tiny_model_dir
-    from rewardkit_reasonflux.training import ReasonFluxPRMConfig, ReasonFluxPRMTrainer
 
     args = parse_args()
     cfg = yaml.safe_load(Path(args.config).read_text())

@@ -11,6 +11,7 @@ configuration only.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -52,6 +53,7 @@ class Embedder:
         self.cache_size = cache_size
         self._lazy_model: Any = None
         self._lazy_cache: OrderedDict[str, np.ndarray] | None = None
+        self._lazy_lock: threading.RLock | None = None
         self.stats = {"calls": 0, "texts": 0, "encoded": 0, "cache_hits": 0}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -83,8 +85,15 @@ class Embedder:
 
     # -- public -------------------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """L2-normalised embeddings of ``texts`` (n, dim); every new text goes through one encode call."""
-        texts = list(texts)
+        """L2-normalised embeddings of ``texts`` (n, dim); every new text goes through one encode call.
+
+        Thread-safe (AsyncGRPO runs synchronous rewards in threads): calls are serialised."""
+        if self._lazy_lock is None:
+            self._lazy_lock = threading.RLock()
+        with self._lazy_lock:
+            return self._encode(list(texts))
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         self.stats["calls"] += 1
         self.stats["texts"] += len(texts)
         if self._lazy_cache is None:

@@ -324,7 +324,7 @@ class OpenAIBackend(JudgeBackend):
                     last = JudgeError(f"judge endpoint {url} answered HTTP {exc.code}: {detail}")
                     continue
                 raise JudgeError(f"judge endpoint {url} answered HTTP {exc.code}: {detail}") from None
-            except (TimeoutError, socket.timeout) as exc:
+            except TimeoutError as exc:
                 last = exc
                 continue
             except urllib.error.URLError as exc:

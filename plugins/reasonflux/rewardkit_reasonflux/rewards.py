@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from rewardkit.reward import Batch, ProcessReward, Reward, RewardInputError, StepScores
-
 from rewardkit_reasonflux.components import (
     AlignTarget,
     FirstStep,

@@ -7,10 +7,10 @@ import pickle
 
 import pytest
 from reasonflux_helpers import KeywordEncoder
+from rewardkit_reasonflux.embed import Embedder
 
 import rewardkit
 from rewardkit.testing import LogCapture
-from rewardkit_reasonflux.embed import Embedder
 
 R2 = 1 / math.sqrt(2)
 
@@ -202,3 +202,38 @@ def test_default_minilm_encoder_ranks_related_steps_higher():
     good, bad = r(["q", "q"], ["<think>5 + 9 = 14.</think>The answer is 14.",
                                "<think>Paris has rainy weather.</think>The answer is 14."])
     assert good > bad
+
+
+def test_step_mix_with_the_judge_quality_hand_computed():
+    from rewardkit_reasonflux.judge import CallableBackend
+
+    def judge(prompt, **_):  # "x y" gets 8/10, "y" gets 4/10
+        step = prompt.split("Current step:\n", 1)[1].split("\n\nFinal response:", 1)[0]
+        return {"x y": "Score: 8", "y": "Score: 4"}.get(step, "Score: 5")
+
+    tau = 0.5
+    r = get("reasonflux.step", tau=tau, bank_size=0, judge=CallableBackend(judge, name="j"))
+    log = LogCapture()
+    got = r.score_steps(PROMPTS[:1] + PROMPTS[1:], COMPLETIONS, **log.kwargs())[0].scores
+    a = [R2, 1.0]
+    q = [0.8, 0.4]
+    c = [R2 / tau - lse([R2 / tau, 0.0, R2 / tau]), R2 / tau - lse([R2 / tau, 0.0, 0.5 / tau])]
+    expect = []
+    for vals in zip(a, q, c):
+        w = [math.exp(v) for v in vals]
+        expect.append(sum(wi * v for wi, v in zip(w, vals)) / sum(w))
+    assert got == pytest.approx(expect, abs=1e-6)
+    assert set(r.last_components[0]) == {"alignment", "quality", "coherence"}
+    assert "reasonflux.step/weight_quality_mean" in log.metrics
+
+
+def test_embedder_is_thread_safe_and_deduplicates():
+    from concurrent.futures import ThreadPoolExecutor
+
+    enc = KeywordEncoder()
+    emb = Embedder(enc)
+    texts = [f"x {'y ' * (i % 5)}" for i in range(50)]
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(emb.encode, [texts] * 8))
+    assert all((o == outs[0]).all() for o in outs)
+    assert sum(len(c) for c in enc.calls) == 5  # five distinct texts, each encoded once

@@ -8,13 +8,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-import rewardkit
-from rewardkit.testing import LogCapture
 from rewardkit_reasonflux.judge import (
     CachedGenerator,
     CallableBackend,
-    Judge,
     JudgeError,
     JudgeTimeoutError,
     OpenAIBackend,
@@ -25,6 +21,9 @@ from rewardkit_reasonflux.judge import (
 )
 from rewardkit_reasonflux.rewards import JudgeAnswerError
 from rewardkit_reasonflux.server import JudgeHTTPServer
+
+import rewardkit
+from rewardkit.testing import LogCapture
 
 COMP = "<think>x y\n\ny</think>y"
 
@@ -239,3 +238,26 @@ def test_trajectory_reward_end_to_end_over_http(tiny_server):
     out = r(["What is 2 + 2?"], ["<think>2 + 2 = 4</think>\\boxed{4}"], solution=["4"])
     assert out[0] in (0.0, 0.5, 1.0)
     assert len(r.last_solutions[0]) == 2
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60), st.sampled_from([1.0, 5.0, 10.0, 100.0]))
+def test_parse_score_never_leaves_unit_interval(text, scale):
+    v = parse_score(text, scale)
+    assert v is None or 0.0 <= v <= 1.0
+
+
+def test_quality_reward_with_http_judge_pickles(tiny_server):
+    import pickle
+
+    r = rewardkit.get_reward("reasonflux.quality", judge={"type": "openai", "base_url": tiny_server.base_url,
+                                                          "model": "tiny", "guided_choice_field": "guided_choice"},
+                             choices=True)
+    first = r(["x"], [COMP])
+    clone = pickle.loads(pickle.dumps(r))
+    assert clone.judge.generator._lazy_mem is None  # the cache is not pickled
+    assert clone(["x"], [COMP]) == pytest.approx(first)

@@ -6,12 +6,12 @@ import pickle
 
 import pytest
 import torch
+from rewardkit_reasonflux.mixing import OFFICIAL_BETA, grpo_mix, grpo_rewards
+from rewardkit_reasonflux.prm import DEFAULT_SYSTEM
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
 import rewardkit
 from rewardkit.testing import LogCapture, tiny_grpo_config, tiny_model_dir, tiny_prompt_dataset
-from rewardkit_reasonflux.mixing import OFFICIAL_BETA, grpo_mix, grpo_rewards
-from rewardkit_reasonflux.prm import DEFAULT_SYSTEM
 
 Q = "Ben has 5 stones and gets 9 more. How many?"
 COMP = "<think>5 + 9 = 14.\n\nSo Ben has 14.</think>The answer is \\boxed{14}."
@@ -135,9 +135,8 @@ def test_grpo_mix_is_eq_12(tiny_prm_path):
 
 
 def test_real_grpo_run_with_mixed_reward(tmp_path, tiny_model_path, tiny_prm_path):
-    from trl import GRPOTrainer
-
     from reasonflux_helpers import KeywordEncoder
+    from trl import GRPOTrainer
 
     spec = grpo_mix(str(tiny_prm_path), mode="official")
     spec["reasonflux.alignment"] = {"weight": 0.1, "encoder": KeywordEncoder(("the", "answer", "is")),

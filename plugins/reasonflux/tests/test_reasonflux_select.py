@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from rewardkit_reasonflux.select import best_of_n, final_answer, quantiles, select_top_k
 
 from rewardkit import Reward, hookimpl
 from rewardkit.cli import main
-from rewardkit_reasonflux.select import best_of_n, final_answer, quantiles, select_top_k
 
 
 class BoxedValue(Reward):

@@ -6,7 +6,6 @@ import math
 import shutil
 
 import pytest
-
 from rewardkit_reasonflux.toy import arithmetic_judge, load_toy_records
 from rewardkit_reasonflux.training import ReasonFluxPRMConfig, ReasonFluxPRMTrainer, build_targets, pearson
 
@@ -49,10 +48,10 @@ def test_loss_is_the_weighted_sum_of_step_and_trajectory_mse(tiny_prm_path):
 
 
 def test_build_targets_from_reasonflux_rewards():
-    import rewardkit
     from reasonflux_helpers import KeywordEncoder
-
     from rewardkit_reasonflux.judge import CallableBackend
+
+    import rewardkit
 
     step = rewardkit.get_reward("reasonflux.step", encoder=KeywordEncoder(("5", "9", "14", "ben")), bank_size=0,
                                 judge=CallableBackend(arithmetic_judge, name="arith"))
