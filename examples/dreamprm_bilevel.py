@@ -21,6 +21,13 @@ import torch
 import yaml
 
 
+def is_main() -> bool:
+    """Rank 0 by torch.distributed (accelerate reports one process for DeepSpeed on CPU)."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 def build_data(cfg: dict[str, Any]) -> dict[str, Any]:
     from rewardkit_dreamprm import data as D
     from rewardkit_dreamprm.toy import make_toy
@@ -56,7 +63,7 @@ def run_one(cfg, data, weighting: str, seed: int, accelerator, resume: bool) -> 
     prm = load_model(cfg, config.variant, seed)
 
     def show(rec):
-        if accelerator.is_main_process:
+        if is_main():
             w = " ".join(f"{k}={v:.3f}" for k, v in rec.get("weights", {}).items())
             ml = f" meta_loss={rec['meta_loss']:.4f}" if "meta_loss" in rec else ""
             if "lower_loss" in rec and rec["step"] % config.logging_steps == 0:
@@ -77,7 +84,7 @@ def run_one(cfg, data, weighting: str, seed: int, accelerator, resume: bool) -> 
         bon = best_of_n_eval(prm, data["eval"], batch_size=64)
         res.update(bon_accuracy=bon["accuracy"], bon_by_domain=bon["by_domain"], oracle=bon["oracle"],
                    random_pick=bon["mean_candidate"])
-    if accelerator.is_main_process:
+    if is_main():
         accelerator.unwrap_model(tr.model).save_pretrained(os.path.join(cfg["output_dir"], f"prm_{name}"))
         with open(os.path.join(cfg["output_dir"], f"history_{name}.json"), "w") as fh:
             json.dump(tr.history, fh)
@@ -125,7 +132,7 @@ def main(argv=None) -> int:
     accelerator = Accelerator()
     os.makedirs(cfg["output_dir"], exist_ok=True)
     data = build_data(cfg)
-    if accelerator.is_main_process and data["eval"]:
+    if is_main() and data["eval"]:
         with open(os.path.join(cfg["output_dir"], "eval.jsonl"), "w") as fh:
             for p in data["eval"]:
                 fh.write(json.dumps({"question": p["question"], "solution": p["answer"], "domain": p["domain"],
@@ -133,7 +140,7 @@ def main(argv=None) -> int:
     weighting = cfg.get("trainer", {}).get("weighting", "domain")
     runs = [weighting] + (["none"] if cfg.get("compare_uniform", True) and weighting != "none" else [])
     results = [run_one(cfg, data, w, s, accelerator, args.resume) for s in cfg.get("seeds", [0]) for w in runs]
-    if accelerator.is_main_process:
+    if is_main():
         plot(results, tuple(data["corrupted"]), os.path.join(cfg["output_dir"], "domain_weights.png"))
         summary = [{k: v for k, v in r.items() if k != "history"} for r in results]
         with open(os.path.join(cfg["output_dir"], "summary.json"), "w") as fh:

@@ -106,8 +106,12 @@ def mc_labels(ok_so_far: list[bool], slip: float) -> list[float]:
 
 def make_toy(*, n_train_per_domain: int = 200, n_meta: int = 64, n_eval: int = 64, n_candidates: int = 8,
              domains: tuple[str, ...] = DEFAULT_DOMAINS, corrupted: tuple[str, ...] = ("mix",), flip: float = 0.4,
-             slip: float = 0.3, slip_kind: str = "sign", meta_balanced: bool = False, seed: int = 0) -> dict[str, Any]:
+             slip: float = 0.3, slip_kind: str = "sign", meta_balanced: bool = False,
+             sizes: dict[str, int] | None = None, seed: int = 0) -> dict[str, Any]:
     """Build the toy train / meta / eval sets.
+
+    ``sizes`` overrides the number of training prefixes of some domains (a big, badly labelled source
+    is the realistic case: with ``flip`` above 0.5 and enough of it, it outweighs the clean domains).
 
     Returns ``{"train": [LowerExample], "meta": [MetaExample], "eval": [{question, answer, candidates:
     [Chain], correct: [bool], domain}], "corrupted": corrupted}``. Train samples are step prefixes (one
@@ -116,7 +120,7 @@ def make_toy(*, n_train_per_domain: int = 200, n_meta: int = 64, n_eval: int = 6
     rng = random.Random(seed)
     train: list[LowerExample] = []
     for d in domains:
-        for k in range(n_train_per_domain):
+        for k in range((sizes or {}).get(d, n_train_per_domain)):
             p = make_problem(d, rng)
             chain, ok, _ = rollout(p, rng, slip, slip_kind)
             ys = mc_labels(ok, slip)

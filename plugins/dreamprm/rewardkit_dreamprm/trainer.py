@@ -292,6 +292,10 @@ class DreamPRMTrainer:
 
     # -- helpers ------------------------------------------------------------------------------------
     @property
+    def is_main_process(self) -> bool:
+        return self._rank_world[0] == 0
+
+    @property
     def trainable(self) -> list[nn.Parameter]:
         return [p for p in self.prm.parameters() if p.requires_grad]
 
@@ -545,7 +549,7 @@ class DreamPRMTrainer:
         ``dreamprm_state.pt``, and the weight table as JSON for people."""
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(path)
-        if self.accelerator.is_main_process:
+        if self.is_main_process:
             state = self.state_dict()
             torch.save(state, os.path.join(path, STATE_FILE))
             with open(os.path.join(path, "domain_weights.json"), "w") as fh:
