@@ -232,18 +232,21 @@ def parse_verdict(text: str, *, is_last: bool, markers: Markers = DEFAULT_MARKER
 
 # -- text parsing -------------------------------------------------------------------------------
 
-_MARKER_CACHE: dict[tuple[str, str, bool], re.Pattern[str]] = {}
+def _find_marker(text: str, marker: str, pos: int, line_start: bool) -> int:
+    """Index of the next occurrence of ``marker`` at or after ``pos`` (at a line start when
+    ``line_start``), or -1. ``str.find`` scans in C, far faster than a multiline regex."""
+    at = text.find(marker, pos)
+    if line_start:
+        while at > 0 and text[at - 1] != "\n":
+            at = text.find(marker, at + 1)
+    return at
 
 
-def _markers_pattern(markers: Markers) -> re.Pattern[str]:
-    """One pattern for both markers (group 1: verify, group 2: retry), scanned once per text."""
-    key = (markers.verify, markers.retry, markers.line_start)
-    pat = _MARKER_CACHE.get(key)
-    if pat is None:
-        head = "(?m)^" if markers.line_start else ""
-        pat = _MARKER_CACHE[key] = re.compile(
-            f"{head}(?:({re.escape(markers.verify)})|({re.escape(markers.retry)}))[ \t\r\n]*")
-    return pat
+def _skip_blank(text: str, pos: int) -> int:
+    n = len(text)
+    while pos < n and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
 
 
 def split_actions(text: str, markers: Markers = DEFAULT_MARKERS) -> list[tuple[str, int, int, int]]:
@@ -255,14 +258,15 @@ def split_actions(text: str, markers: Markers = DEFAULT_MARKERS) -> list[tuple[s
     """
     out: list[tuple[str, int, int, int]] = []
     kind, start, body = "solve", 0, 0
-    want_verify = True
-    for m in _markers_pattern(markers).finditer(text):
-        if (m.group(1) is not None) != want_verify or m.start() < body:
-            continue  # a stray marker: the other kind is expected here
-        out.append((kind, start, body, m.start()))
-        kind = "verify" if want_verify else "solve"
-        want_verify = not want_verify
-        start, body = m.start(), m.end()
+    verify, retry, line_start = markers.verify, markers.retry, markers.line_start
+    while True:
+        marker = verify if kind == "solve" else retry
+        at = _find_marker(text, marker, body, line_start)
+        if at < 0:
+            break
+        out.append((kind, start, body, at))
+        kind = "verify" if kind == "solve" else "solve"
+        start, body = at, _skip_blank(text, at + len(marker))
     out.append((kind, start, body, len(text)))
     # an empty first attempt (text starts with the verify marker) is still an attempt: keep it so
     # verification j always follows attempt j
