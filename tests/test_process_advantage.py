@@ -289,3 +289,22 @@ def test_normalize_none_only_centres(grpo_trainer):
     assert adv[0, 0].item() == pytest.approx(0.5) and adv[1, 0].item() == pytest.approx(-0.5)
     # group 1: [1, 1, 0], mean 2/3: row 2's first token sums both steps: 2 * (1/3)
     assert adv[2, 0].item() == pytest.approx(2 / 3, abs=1e-6) and adv[3, 0].item() == pytest.approx(-2 / 3, abs=1e-6)
+
+
+def test_batch_char_ends_matches_token_char_ends(tiny_tokenizer):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from rewardkit.trl.process_advantage import batch_char_ends
+
+    tok = tiny_tokenizer
+    ids = st.lists(st.integers(0, len(tok) - 1), max_size=12)
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(ids, min_size=1, max_size=4), st.booleans())
+    def check(rows, give_text):
+        rows = rows + [tok("5 + 9 = 14.\n\nSo 14.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]]
+        texts = [tok.decode(r, skip_special_tokens=True) if give_text else None for r in rows]
+        assert batch_char_ends(rows, texts, tok) == [token_char_ends(r, tok, t) for r, t in zip(rows, texts)]
+
+    check()

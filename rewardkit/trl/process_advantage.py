@@ -25,6 +25,7 @@ per completion times a ``(B,)`` advantage), so per-token advantages cannot enter
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +60,46 @@ def token_advantages(step_values: Sequence[float], step_ends: Sequence[int], len
     last_end = min(max(int(step_ends[-1]), 1), length)
     for t in range(last_end, length):
         out[t] = float(step_values[-1])
+    return out
+
+
+def batch_char_ends(rows: Sequence[Sequence[int]], texts: Sequence[str | None], tokenizer: Any) -> list[list[int]]:
+    """:func:`rewardkit.trajectory.token_char_ends` for many rows at once (same result).
+
+    One batched offsets call covers every row whose text re-encodes to its ids (the usual case);
+    the others decode their prefixes in one batched call per row. Tokenizers without offsets
+    fall back to ``token_char_ends`` row by row.
+    """
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    rows = [list(r) for r in rows]
+    content = [[t for t in r if t not in special] for r in rows]
+    missing = [i for i, t in enumerate(texts) if t is None]
+    texts = list(texts)
+    if missing:
+        for i, t in zip(missing, tokenizer.batch_decode([rows[i] for i in missing], skip_special_tokens=True)):
+            texts[i] = t
+    try:
+        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
+        enc_ids = enc["input_ids"]
+    except (NotImplementedError, TypeError, ValueError, KeyError):
+        return [token_char_ends(r, tokenizer, t) for r, t in zip(rows, texts)]
+    out = []
+    for i, r in enumerate(rows):
+        if list(enc_ids[i]) == content[i]:
+            content_ends = [e for _, e in offsets[i]]
+        elif content[i]:
+            prefixes = tokenizer.batch_decode([content[i][:k + 1] for k in range(len(content[i]))],
+                                              skip_special_tokens=True)
+            content_ends = [len(p) for p in prefixes]
+        else:
+            content_ends = []
+        ends, last, it = [], 0, iter(content_ends)
+        for t in r:
+            if t not in special:
+                last = max(last, next(it))
+            ends.append(last)
+        out.append(ends)
     return out
 
 
@@ -143,47 +184,48 @@ class ProcessAdvantageHook(TrainerHook):
         accelerator = trainer.accelerator
         G = int(trainer.num_generations)
         weights = getattr(trainer, "reward_weights", None)
-        process = torch.zeros((B, T), dtype=torch.float32, device=device)
-        has_any = torch.zeros(B, dtype=torch.bool, device=device)
-        char_ends_cache: dict[int, list[int]] = {}
-        totals = torch.zeros(4, dtype=torch.float64, device=device)  # steps, sum, sq_sum, rows with scores
+        process_rows = [[0.0] * T for _ in range(B)]
+        has_any = [False] * B
+        char_ends: list[list[int]] | None = None
+        totals = [0.0, 0.0, 0.0]  # steps, sum, sq_sum (global)
         for idx, reward in self._process_rewards(trainer):
             rows: list[StepScores | None] = list(reward.last_step_scores)
             if len(rows) != B:
                 raise RuntimeError(f"process_advantage: reward {reward.name!r} holds {len(rows)} step-score rows for "
                                    f"{B} completions; it must be called on exactly this rollout's local rows")
-            texts = getattr(reward, "last_texts", None)
             w = 1.0 if weights is None else float(weights[idx])
             # per-row sums of raw step rewards, gathered so group statistics are global
-            local = torch.zeros((B, 3), dtype=torch.float64, device=device)
-            for i, s in enumerate(rows):
-                if s is not None and s.scores:
-                    xs = torch.tensor(s.scores, dtype=torch.float64)
-                    local[i] = torch.stack([torch.tensor(float(len(xs))), xs.sum(), (xs * xs).sum()])
+            local = torch.tensor([[float(len(s.scores)), float(sum(s.scores)), float(sum(x * x for x in s.scores))]
+                                  if s is not None and s.scores else [0.0, 0.0, 0.0] for s in rows],
+                                 dtype=torch.float64, device=device).view(B, 3)
             glob = accelerator.gather(local) if accelerator.num_processes > 1 else local
-            grouped = glob.view(-1, G, 3).sum(dim=1)  # (groups, 3)
-            n, s1, s2 = grouped[:, 0], grouped[:, 1], grouped[:, 2]
-            mean = torch.where(n > 0, s1 / n.clamp(min=1), torch.zeros_like(s1))
-            var = torch.where(n > 1, (s2 - n * mean * mean) / (n - 1).clamp(min=1), torch.zeros_like(s1))
-            std = var.clamp(min=0).sqrt()
+            grouped = glob.view(-1, G, 3).sum(dim=1).tolist()  # (groups, 3)
+            stats = []
+            for n, s1, s2 in grouped:
+                mean = s1 / n if n > 0 else 0.0
+                var = (s2 - n * mean * mean) / (n - 1) if n > 1 else 0.0
+                stats.append((mean, math.sqrt(max(var, 0.0))))
+            col = glob.sum(dim=0).tolist()
+            totals = [totals[0] + col[0], totals[1] + col[1], totals[2] + col[2]]
+            if char_ends is None and any(s is not None and s.scores for s in rows):
+                texts = getattr(reward, "last_texts", None)
+                texts = list(texts) if texts is not None and len(texts) == B else [None] * B
+                ids_rows = [completion_ids[i, :int(lengths[i])].tolist() for i in range(B)]
+                char_ends = batch_char_ends(ids_rows, texts, tokenizer)
             start = accelerator.process_index * B
-            group_of = [(start + i) // G for i in range(B)]
-            totals += torch.stack([glob[:, 0].sum(), glob[:, 1].sum(), glob[:, 2].sum(), (glob[:, 0] > 0).sum()])
             for i, s in enumerate(rows):
                 if s is None or not s.scores:
                     continue
-                g = group_of[i]
-                scale = (std[g] + self.eps) if self.normalize == "group" else 1.0
-                values = [float((x - mean[g]) / scale) for x in s.scores]
-                length = int(lengths[i])
-                if i not in char_ends_cache:
-                    ids = completion_ids[i, :length].tolist()
-                    text = texts[i] if texts is not None and len(texts) == B else None
-                    char_ends_cache[i] = token_char_ends(ids, tokenizer, text)
-                ends = step_token_ends(s.spans, char_ends_cache[i])
-                row = token_advantages(values, ends, length, T)
-                process[i] += w * torch.tensor(row, dtype=torch.float32, device=device)
+                mean, std = stats[(start + i) // G]
+                scale = (std + self.eps) if self.normalize == "group" else 1.0
+                values = [(x - mean) / scale for x in s.scores]
+                ends = step_token_ends(s.spans, char_ends[i])
+                row = token_advantages(values, ends, int(lengths[i]), T)
+                acc = process_rows[i]
+                for t in range(int(lengths[i])):
+                    acc[t] += w * row[t]
                 has_any[i] = True
+        process = torch.tensor(process_rows, dtype=torch.float32, device=device).view(B, T)
         process = process * mask.to(process.dtype)
         self.last_process_term = process.detach().clone()
         if self.mode == "process_supervision":
@@ -197,18 +239,18 @@ class ProcessAdvantageHook(TrainerHook):
             adv = (adv * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
         output["advantages"] = adv
         # state and metrics, identical on every rank (built from gathered numbers)
-        missing_local = torch.tensor([float(B - int(has_any.sum()))], dtype=torch.float64, device=device)
+        missing_local = torch.tensor([float(B - sum(has_any))], dtype=torch.float64, device=device)
         missing = (accelerator.gather(missing_local).sum() if accelerator.num_processes > 1 else missing_local.sum())
         n_completions = B * accelerator.num_processes
         self.state["rollouts"] += 1
         self.state["completions"] += n_completions
-        self.state["steps"] += int(totals[0].item())
+        self.state["steps"] += int(totals[0])
         self.state["missing"] += int(missing.item())
-        self.state["step_reward_sum"] += float(totals[1].item())
-        self.state["step_reward_sq_sum"] += float(totals[2].item())
+        self.state["step_reward_sum"] += float(totals[1])
+        self.state["step_reward_sq_sum"] += float(totals[2])
         self._log(trainer, {
-            "process_advantage/steps_per_completion": float(totals[0].item()) / max(n_completions, 1),
-            "process_advantage/step_reward_mean": float(totals[1].item()) / max(float(totals[0].item()), 1.0),
+            "process_advantage/steps_per_completion": totals[0] / max(n_completions, 1),
+            "process_advantage/step_reward_mean": totals[1] / max(totals[0], 1.0),
             "process_advantage/missing_frac": float(missing.item()) / max(n_completions, 1),
             "process_advantage/abs_process_term": float(process.abs().sum() / mask.sum().clamp(min=1)),
         })
