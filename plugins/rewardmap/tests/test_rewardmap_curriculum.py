@@ -205,8 +205,10 @@ tr = build_trainer(GRPOTrainer, hooks=[hook], model=str(tiny_model_dir()),
                    reward_funcs=[get_reward("rewardmap.reward")], args=args,
                    train_dataset=make_dataset(3, 8, seed=0, describe_map=False))
 tr.train()
-print("RESULT " + json.dumps({"rank": tr.accelerator.process_index, "stages": hook.stage_history,
-                              "advances": hook.advances, "seen": hook.seen_indices}), flush=True)
+rank = tr.accelerator.process_index
+with open(f"{sys.argv[1]}/result_{rank}.json", "w") as fh:   # one file per rank: stdout lines interleave
+    json.dump({"rank": rank, "stages": hook.stage_history, "advances": hook.advances,
+               "seen": hook.seen_indices}, fh)
 """
 
 
@@ -224,8 +226,9 @@ def test_two_processes_agree_on_the_stage(tmp_path):
            "--mixed_precision", "no", "--num_machines", "1", "--dynamo_backend", "no", str(script), str(tmp_path / "o")]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    results = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and len(results) == 2, proc.stderr[-3000:]
+    files = sorted((tmp_path / "o").glob("result_*.json"))
+    assert proc.returncode == 0 and len(files) == 2, proc.stderr[-3000:]
+    results = [json.loads(f.read_text()) for f in files]
     a, b = sorted(results, key=lambda r: r["rank"])
     assert a["stages"] == b["stages"] and a["advances"] == b["advances"] and max(a["stages"]) >= 1
     for sa, sb in zip(a["seen"], b["seen"]):   # each rank holds its own prompts of the same chunk
