@@ -15,7 +15,6 @@ import time
 
 import torch
 
-
 # Qwen2.5-Math-PRM's input layout: a system turn, the question as the user turn, steps in the answer
 CHAT = ("<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{{}}.<|im_end|>\n"
         "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n")
@@ -76,9 +75,9 @@ def main() -> None:
         # interleaved, min over repeats: robust to other load on a shared machine
         t_tag = t_pre = float("inf")
         for _ in range(args.repeats):
-            t, a = timed(lambda: tagged.score(prompts, steps), 1)
+            t, a = timed(lambda p=prompts, s=steps: tagged.score(p, s), 1)
             t_tag = min(t_tag, t)
-            t, b = timed(lambda: prefix.score(prompts, steps), 1)
+            t, b = timed(lambda p=prompts, s=steps: prefix.score(p, s), 1)
             t_pre = min(t_pre, t)
         diff = max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
         if diff > 1e-4:

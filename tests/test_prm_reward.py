@@ -9,7 +9,6 @@ import pickle
 import pytest
 
 import rewardkit
-from rewardkit.testing import LogCapture
 from rewardkit.data.steps import (
     StepFormatError,
     load_steps,
@@ -21,7 +20,10 @@ from rewardkit.data.steps import (
 from rewardkit.metrics.prm_eval import compute_prm_metrics
 from rewardkit.prm import PRMReward, TaggedScorer
 from rewardkit.reducers import reduce_steps
-from rewardkit.testing import tiny_model_dir  # noqa: I001
+from rewardkit.testing import (
+    LogCapture,
+    tiny_model_dir,  # noqa: I001
+)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,14 @@ import torch
 
 from rewardkit.data.steps import load_toy_steps
 from rewardkit.prm import TaggedScorer
-from rewardkit.prm.training import IGNORE, PRMTrainingConfig, encode_examples, prm_loss, step_accuracy, train_prm
+from rewardkit.prm.training import (
+    IGNORE,
+    PRMTrainingConfig,
+    encode_examples,
+    prm_loss,
+    step_accuracy,
+    train_prm,
+)
 from rewardkit.testing import tiny_model_dir
 
 

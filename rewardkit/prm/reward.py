@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from rewardkit.prm.scorers import StepScorer, make_scorer
 from rewardkit.reducers import Reducer
 from rewardkit.reward import Batch, ProcessReward, StepScores, message_text
 from rewardkit.trajectory import Splitter, parse_trajectory, split_steps
-
-from rewardkit.prm.scorers import StepScorer, make_scorer
 
 SCORER_STATS = ("truncated", "too_long", "unparsed")
 

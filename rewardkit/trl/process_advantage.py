@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from rewardkit.reward import ProcessReward, StepScores
-from rewardkit.trl.hooks import TrainerHook
 from rewardkit.trajectory import step_token_ends, token_char_ends
+from rewardkit.trl.hooks import TrainerHook
 
 MODES = ("process_supervision", "outcome_plus_process")
 NORMALIZE = ("group", "none")
