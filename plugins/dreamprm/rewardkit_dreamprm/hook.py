@@ -34,8 +34,10 @@ class _PhaseCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is not None and self.hook.bilevel is not None:
-            for d, w in self.hook.bilevel.weight_table().items():
-                logs[f"dreamprm/weight/{d}"] = w
+            extra = {f"dreamprm/weight/{d}": w for d, w in self.hook.bilevel.weight_table().items()}
+            logs.update(extra)
+            if state.log_history:  # the trainer appended this record before calling on_log
+                state.log_history[-1].update(extra)
         return control
 
 
