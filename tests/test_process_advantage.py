@@ -46,6 +46,7 @@ def grpo_trainer(tmp_path_factory):
                             args=tiny_grpo_config(tmp_path_factory.mktemp("pa"), num_generations=2,
                                                   per_device_train_batch_size=4),
                             train_dataset=tiny_prompt_dataset(4))
+    trainer.model.train()  # as inside Trainer.train(); from_pretrained leaves it in eval mode
     return trainer, reward, hook
 
 
@@ -113,6 +114,14 @@ def test_rows_without_steps_get_zero_and_are_counted(grpo_trainer):
     out = hook.after_rollout(trainer, [], _rollout(trainer, texts))
     assert out["advantages"][1].abs().sum() == 0
     assert hook.state["missing"] == 1 and hook.state["steps"] == 4
+    # eval rollouts get advantages but leave the checkpointed training state alone
+    trainer.model.eval()
+    try:
+        reward(prompts=["p"] * 4, completions=texts)
+        out = hook.after_rollout(trainer, [], _rollout(trainer, texts))
+    finally:
+        trainer.model.train()
+    assert out["advantages"].dim() == 2 and hook.state["rollouts"] == 1 and hook.state["steps"] == 4
 
 
 def test_misaligned_rows_fail_loudly(grpo_trainer):

@@ -182,7 +182,10 @@ class ProcessAdvantageHook(TrainerHook):
         lengths = mask.sum(dim=1).tolist()
         tokenizer = _tokenizer_of(trainer)
         accelerator = trainer.accelerator
-        G = int(trainer.num_generations)
+        training = bool(getattr(trainer.model, "training", True))
+        # TRL groups eval rollouts by num_generations_eval (mode = "train" if model.training else "eval")
+        G = int(trainer.num_generations if training else getattr(trainer, "num_generations_eval",
+                                                                   trainer.num_generations))
         weights = getattr(trainer, "reward_weights", None)
         process_rows = [[0.0] * T for _ in range(B)]
         has_any = [False] * B
@@ -242,12 +245,13 @@ class ProcessAdvantageHook(TrainerHook):
         missing_local = torch.tensor([float(B - sum(has_any))], dtype=torch.float64, device=device)
         missing = (accelerator.gather(missing_local).sum() if accelerator.num_processes > 1 else missing_local.sum())
         n_completions = B * accelerator.num_processes
-        self.state["rollouts"] += 1
-        self.state["completions"] += n_completions
-        self.state["steps"] += int(totals[0])
-        self.state["missing"] += int(missing.item())
-        self.state["step_reward_sum"] += float(totals[1])
-        self.state["step_reward_sq_sum"] += float(totals[2])
+        if training:  # eval rollouts get per-token advantages too, but do not move the training state
+            self.state["rollouts"] += 1
+            self.state["completions"] += n_completions
+            self.state["steps"] += int(totals[0])
+            self.state["missing"] += int(missing.item())
+            self.state["step_reward_sum"] += float(totals[1])
+            self.state["step_reward_sq_sum"] += float(totals[2])
         self._log(trainer, {
             "process_advantage/steps_per_completion": totals[0] / max(n_completions, 1),
             "process_advantage/step_reward_mean": totals[1] / max(totals[0], 1.0),
