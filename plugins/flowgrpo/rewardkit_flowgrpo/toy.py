@@ -11,9 +11,9 @@ documents only) and then ``calculator`` (3 * price). The frozen modules are plai
 So a trajectory succeeds exactly when the planner calls ``lookup`` and later ``calculator`` within
 T_max turns. A planner that ignores its memory and picks ``lookup`` with probability p at every
 turn succeeds with probability 2p(1-p) <= 1/2 at T_max = 3; going above 1/2 needs reading the memory.
-:func:`format_warmup` teaches a tiny random model only the *format* ("Step <n>: Tool: <name>", n
-continuing the memory's numbering, the tool picked uniformly at random whatever the state), which
-starts it near 1/2 minus malformed outputs; Flow-GRPO has to learn which tool goes with which step.
+:func:`format_warmup` teaches a tiny random model only the *format* ("Tool: <name>", the tool
+picked uniformly at random whatever the state), which starts it near 1/2 minus malformed outputs;
+Flow-GRPO has to learn which tool goes with which memory state.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def toy_generator(query: str, memory: Memory) -> str:
 
 
 # the memory goes last, right before the generation point: a 2-layer planner reads it more easily
-TOY_PLANNER_TEMPLATE = "Query: {query}\nTools: {tool_names}\nReply 'Step <n>: Tool: <name>'.\nMemory:\n{memory}"
+TOY_PLANNER_TEMPLATE = ("Query: {query}\nTools: {tool_names}\nReply 'Tool: <name>'.\nMemory:\n{memory}\n"
+                        "Now step {turn}.")
 
 
 def toy_system(tokenizer: Any, *, max_turns: int = 3, tools: ToolRegistry | None = None, **kwargs: Any) -> AgentSystem:
@@ -104,10 +105,9 @@ def random_tool_text(rng: random.Random, tools: Sequence[str] = ("lookup", "calc
 
 def format_warmup(model: Any, tokenizer: Any, system: AgentSystem, queries: Sequence[str], *, steps: int = 150,
                   batch_size: int = 16, lr: float = 3e-3, seed: int = 0) -> list[float]:
-    """Supervised warm-up on the planner *format* only: "Step <n>: Tool: <name>" where n continues the
-    memory's step numbering and the tool is drawn uniformly at random whatever the memory says, on
-    prompts from random rollouts. No policy is taught: a memory-blind choice caps success at 1/2.
-    Returns the losses."""
+    """Supervised warm-up on the planner *format* only: "Tool: <name>" with the tool drawn uniformly at
+    random whatever the memory says, on prompts from random rollouts. No policy is taught: a
+    memory-blind choice caps success at 1/2. Returns the losses."""
     import torch
 
     rng = random.Random(seed)
@@ -124,7 +124,7 @@ def format_warmup(model: Any, tokenizer: Any, system: AgentSystem, queries: Sequ
     for _ in range(steps):
         batch = [pairs[rng.randrange(len(pairs))] for _ in range(batch_size)]
         # the tool is re-drawn each time so the model learns a uniform choice, not a memorised one
-        batch = [(p, list(tokenizer(random_tool_text(rng, system.tools.names, step), add_special_tokens=False)
+        batch = [(p, list(tokenizer(random_tool_text(rng, system.tools.names), add_special_tokens=False)
                           ["input_ids"]) + [tokenizer.eos_token_id]) for p, step in batch]
         width = max(len(p) + len(c) for p, c in batch)
         ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)

@@ -263,7 +263,7 @@ def test_rollout_rejects_prompts_not_grouped_by_g_times_tmax(tiny_tokenizer):
     assert roll.split_queries(["a"] * 6 + ["b"] * 6) == ["a", "b"]
 
 
-def test_format_warmup_teaches_the_step_numbered_format(tiny_model_path, tiny_tokenizer):
+def test_format_warmup_teaches_the_tool_format(tiny_model_path, tiny_tokenizer):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -276,3 +276,12 @@ def test_format_warmup_teaches_the_step_numbered_format(tiny_model_path, tiny_to
                            batch_size=8, lr=5e-3)
     assert len(losses) == 12 and all(x == x for x in losses)
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_outcome_reward_pickles_for_trl_rollout_processes():
+    import pickle
+
+    for judge in ("exact", "math"):
+        r = pickle.loads(pickle.dumps(get_reward("flowgrpo.outcome", judge=judge)))
+        assert r.name == "flowgrpo.outcome" and r.kind == "multi_turn"
+        assert r(["q"], ["x"], answer=["4"], flowgrpo_answer=["4"]) == [1.0]
