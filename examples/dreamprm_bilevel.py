@@ -83,7 +83,8 @@ def run_one(cfg, data, weighting: str, seed: int, accelerator, resume: bool) -> 
     if data["eval"]:
         bon = best_of_n_eval(prm, data["eval"], batch_size=64)
         res.update(bon_accuracy=bon["accuracy"], bon_by_domain=bon["by_domain"], oracle=bon["oracle"],
-                   random_pick=bon["mean_candidate"])
+                   random_pick=bon["mean_candidate"],
+                   margin_by_domain={d: round(v, 3) for d, v in bon["margin_by_domain"].items()})
     if is_main():
         accelerator.unwrap_model(tr.model).save_pretrained(os.path.join(cfg["output_dir"], f"prm_{name}"))
         with open(os.path.join(cfg["output_dir"], f"history_{name}.json"), "w") as fh:
@@ -154,6 +155,7 @@ def main(argv=None) -> int:
                   f"{(min(good) if good else 0):.3f}..{(max(good) if good else 0):.3f}"
                   f"{'':14s}{r.get('bon_accuracy', float('nan')):.3f}   "
                   f"({r.get('oracle', float('nan')):.3f} / {r.get('random_pick', float('nan')):.3f})")
+            print(f"{'':14s} good-bad score margin by domain: {r.get('margin_by_domain')}")
             print(f"{'':14s} BoN by domain: {r.get('bon_by_domain')}  lower {r['lower_ms']:.0f} ms, "
                   f"upper {r['upper_ms']:.0f} ms, {r['train_seconds']:.0f} s")
     return 0

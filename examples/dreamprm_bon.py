@@ -43,7 +43,8 @@ def main(argv=None) -> int:
         res.pop("picks")
         report[path] = res
         print(f"{path}: best-of-{len(problems[0]['candidates'])} accuracy {res['accuracy']:.3f} "
-              f"(oracle {res['oracle']:.3f}, random pick {res['mean_candidate']:.3f}) by domain {res['by_domain']}")
+              f"(oracle {res['oracle']:.3f}, random pick {res['mean_candidate']:.3f}) by domain {res['by_domain']}; "
+              f"good-bad margin by domain {({d: round(v, 2) for d, v in res['margin_by_domain'].items()})}")
     try:
         from rewardkit_reasonflux.select import best_of_n
     except ImportError:

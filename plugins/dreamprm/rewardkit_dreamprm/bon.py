@@ -40,15 +40,21 @@ def best_of_n_eval(prm: _PRMBase, problems: Sequence[dict[str, Any]], *, how: st
     """Best-of-N accuracy over ``problems`` (each ``{"candidates": [Chain], "correct": [bool], "domain"?}``).
 
     Returns ``{"accuracy", "oracle" (any candidate correct), "mean_candidate" (random pick),
-    "by_domain": {domain: accuracy}, "picks": [index]}``.
+    "by_domain": {domain: accuracy}, "margin_by_domain": {domain: mean over questions with both
+    kinds of candidates of (mean aggregate of correct ones - of wrong ones)}, "picks": [index]}``.
+    The margin shows how clearly the PRM separates good from bad chains when accuracy saturates.
     """
     was = prm.training
     prm.eval()
-    picks, hits, by_dom = [], 0, {}
+    picks, hits, by_dom, margins = [], 0, {}, {}
     oracle = mean = 0.0
     try:
         for p in problems:
-            i, _ = select_best(prm, p["candidates"], how=how, batch_size=batch_size)
+            i, agg = select_best(prm, p["candidates"], how=how, batch_size=batch_size)
+            good = [a for a, c in zip(agg, p["correct"]) if c and a is not None]
+            bad = [a for a, c in zip(agg, p["correct"]) if not c and a is not None]
+            if good and bad:
+                margins.setdefault(p.get("domain", "all"), []).append(sum(good) / len(good) - sum(bad) / len(bad))
             ok = bool(p["correct"][i])
             picks.append(i)
             hits += ok
@@ -59,4 +65,5 @@ def best_of_n_eval(prm: _PRMBase, problems: Sequence[dict[str, Any]], *, how: st
         prm.train(was)
     n = max(1, len(problems))
     return {"accuracy": hits / n, "oracle": oracle / n, "mean_candidate": mean / n,
-            "by_domain": {d: sum(v) / len(v) for d, v in sorted(by_dom.items())}, "picks": picks}
+            "by_domain": {d: sum(v) / len(v) for d, v in sorted(by_dom.items())},
+            "margin_by_domain": {d: sum(v) / len(v) for d, v in sorted(margins.items())}, "picks": picks}
