@@ -4,8 +4,9 @@
         examples/grpo_compose.py --config examples/configs/grpo_compose.yaml
 
 By default it builds the embedded tiny Llama model offline, warm-starts it with a short SFT on the
-bundled arithmetic problems (TRL's SFTTrainer) so that the rewards have something to shape, then
-trains it with TRL's GRPOTrainer on the rewards of the config's ``rewards`` spec. It writes
+bundled arithmetic problems (TRL's SFTTrainer) so that the rewards have something to shape, trains
+a tiny process reward model (PRM) on the bundled step-labelled chains, then trains the policy with
+TRL's GRPOTrainer on the config's ``rewards`` spec plus ``prm.score`` (the PRM's step scores). It writes
 ``metrics.jsonl`` (one line per logged step) and ``rewards.png`` (each reward's mean over steps)
 into ``output_dir``. ``--model Qwen/Qwen2.5-0.5B-Instruct`` (or any path) trains a real model
 instead, without the warm start unless asked.
@@ -76,6 +77,31 @@ def warm_start(model_path: str, sft_dataset, cfg: dict[str, Any], out: Path, acc
     return str(target)
 
 
+def train_process_reward(cfg: dict[str, Any], out: Path, state) -> dict[str, Any]:
+    """The ``prm.score`` spec entry: a PRM given by path/id, or the tiny PRM trained here on the
+    bundled step-labelled arithmetic chains (rewardkit.data.load_toy_steps)."""
+    pr = dict(cfg["process_reward"])
+    model = pr.pop("model", None)
+    epochs = pr.pop("train_epochs", 10)
+    lr = pr.pop("learning_rate", 3e-3)
+    if model is None:
+        from rewardkit.data.steps import load_toy_steps
+        from rewardkit.prm.training import PRMTrainingConfig, step_accuracy, train_prm
+        from rewardkit.prm.scorers import TaggedScorer
+        from rewardkit.testing import tiny_model_dir
+
+        target = out / "prm"
+        if state.is_main_process:
+            base = tiny_model_dir("prm", seed=cfg.get("seed", 0))
+            train_prm(str(base), load_toy_steps("train"),
+                      PRMTrainingConfig(epochs=epochs, learning_rate=lr, output_dir=str(target), seed=cfg.get("seed", 0)))
+            acc = step_accuracy(TaggedScorer(str(target)), load_toy_steps("test"))
+            print(f"process reward: tiny PRM trained {epochs} epochs, held-out step accuracy {acc:.3f}")
+        state.wait_for_everyone()
+        model = str(target)
+    return {"weight": pr.pop("weight", 0.25), "model": model, **pr}
+
+
 def plot_rewards(history: list[dict[str, Any]], names: list[str], path: Path) -> None:
     import matplotlib
 
@@ -126,7 +152,10 @@ def main() -> None:
     if cfg.get("warmstart", {}).get("steps", 0 if not tiny else 40) > 0:
         model = warm_start(model, sft, cfg, out, state)
 
-    rewards = compose(cfg["rewards"])
+    spec = dict(cfg["rewards"])
+    if cfg.get("process_reward"):
+        spec["prm.score"] = train_process_reward(cfg, out, state)
+    rewards = compose(spec)
     grpo = dict(cfg.get("grpo", {}))
     grpo.setdefault("bf16", False)
     config = GRPOConfig(output_dir=str(out), report_to="none", seed=cfg.get("seed", 0),
