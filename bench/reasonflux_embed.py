@@ -86,14 +86,16 @@ def per_trajectory(samples, model, tau, k, seed, batch_size):
 
 
 def batched(samples, model, tau, k, seed, batch_size):
-    from rewardkit_reasonflux.components import alignment_values, coherence_values
+    import rewardkit
     from rewardkit_reasonflux.embed import Embedder
 
     emb = Embedder(model, batch_size=batch_size)
     emb._lazy_model = model  # share the loaded model; the cache starts empty
-    coh = coherence_values(samples, emb, tau=tau, num_negatives=k, seed=seed)
-    ali = alignment_values(samples, emb)
-    return coh, ali, emb.stats
+    # the plugin's path: reasonflux.step's components (one model call for the whole batch)
+    step = rewardkit.get_reward("reasonflux.step", components=["alignment", "coherence"], encoder=emb, tau=tau,
+                                num_negatives=k, seed=seed, bank_size=0)
+    comp = step.component_values(samples, {})
+    return comp["coherence"], comp["alignment"], emb.stats
 
 
 def main() -> None:
@@ -139,7 +141,7 @@ def main() -> None:
     calls_base = len(samples)
     texts_base = sum(len(s.thinking_texts) + args.negatives + 1 + len(s.response_texts) for s in samples)
     print(f"per_trajectory (baseline): {t_base:8.2f} s   {calls_base} encode calls, {texts_base} texts encoded")
-    print(f"batched+dedup (plugin):    {t_batched:8.2f} s   {stats['calls']} encode calls, "
+    print(f"batched+dedup (plugin):    {t_batched:8.2f} s   {stats['model_calls']} encode calls, "
           f"{stats['encoded']} texts encoded ({stats['cache_hits']} served from cache/dedup)")
     print(f"max |score difference| = {diff:.2e}")
     assert diff < 1e-4 or math.isnan(diff), "the two paths disagree"

@@ -54,7 +54,8 @@ class Embedder:
         self._lazy_model: Any = None
         self._lazy_cache: OrderedDict[str, np.ndarray] | None = None
         self._lazy_lock: threading.RLock | None = None
-        self.stats = {"calls": 0, "texts": 0, "encoded": 0, "cache_hits": 0}
+        # calls: encode() calls; model_calls: calls that reached the model (one per batch of new texts)
+        self.stats = {"calls": 0, "model_calls": 0, "texts": 0, "encoded": 0, "cache_hits": 0}
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: (None if k.startswith("_lazy_") else v) for k, v in self.__dict__.items()}
@@ -104,6 +105,7 @@ class Embedder:
         fresh: dict[str, np.ndarray] = {}
         if missing:
             vecs = _normalise(self._raw_encode(missing))
+            self.stats["model_calls"] += 1
             self.stats["encoded"] += len(missing)
             fresh = dict(zip(missing, vecs))
         rows = []

@@ -347,6 +347,19 @@ class StepReward(_EmbeddingMixin, ReasonFluxStepReward):
     def component_values(self, samples: list[ReasonSample | None],
                          stats: dict[str, Any]) -> dict[str, list[StepValues | None]]:
         out: dict[str, list[StepValues | None]] = {}
+        # one model call for the whole batch: every text either signal needs (negatives come from the
+        # other rows' steps or from the bank of earlier, already-encoded steps)
+        warm: list[str] = []
+        align, coh = "alignment" in self.components, "coherence" in self.components
+        for s in samples:
+            if s is None:
+                continue
+            warm += s.thinking_texts
+            if coh and self.first_step == "question":
+                warm.append(s.question)
+            if align:
+                warm += s.response_texts if self.target == "best_step" else [s.response]
+        self.embedder.lookup([t for t in warm if t])
         if "alignment" in self.components:
             out["alignment"] = alignment_values(samples, self.embedder, target=self.target, stats=stats)
         if "coherence" in self.components:

@@ -176,8 +176,9 @@ def test_batch_is_encoded_in_one_deduplicated_call_and_cached():
     comps = COMPLETIONS * 3
     r(prompts, comps)
     n_calls = len(enc.calls)
-    # alignment and coherence each look up their texts once; duplicates are encoded once
-    assert n_calls <= 2
+    # one model call for the whole batch (alignment and coherence share it); duplicates encoded once
+    assert n_calls == 1
+    assert r.embedder.stats["model_calls"] == 1
     flat = [t for call in enc.calls for t in call]
     assert len(flat) == len(set(flat))
     r(prompts, comps)  # everything cached now
