@@ -86,8 +86,9 @@ def per_trajectory(samples, model, tau, k, seed, batch_size):
 
 
 def batched(samples, model, tau, k, seed, batch_size):
-    import rewardkit
     from rewardkit_reasonflux.embed import Embedder
+
+    import rewardkit
 
     emb = Embedder(model, batch_size=batch_size)
     emb._lazy_model = model  # share the loaded model; the cache starts empty
