@@ -30,8 +30,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from rewardkit.testing import tiny_model_dir
     from rewardkit_dreamprm import DreamPRMConfig, DreamPRMTrainer, GenerativePRM, ValueHeadPRM, make_toy
+
+    from rewardkit.testing import tiny_model_dir
 
     toy = make_toy(n_train_per_domain=64, n_meta=64, n_eval=1)
     cls = ValueHeadPRM if args.variant == "v1" else GenerativePRM

@@ -43,8 +43,9 @@ def build_data(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_model(cfg: dict[str, Any], variant: str, seed: int):
-    from rewardkit.testing import tiny_model_dir
     from rewardkit_dreamprm import load_prm
+
+    from rewardkit.testing import tiny_model_dir
 
     torch.manual_seed(seed)
     path = str(tiny_model_dir("causal_lm")) if cfg.get("model", "tiny") == "tiny" else cfg["model"]

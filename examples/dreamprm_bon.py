@@ -24,9 +24,10 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--output")
     args = ap.parse_args(argv)
 
+    from rewardkit_dreamprm import best_of_n_eval, load_prm, make_chain
+
     from rewardkit import get_reward
     from rewardkit.data import load_records
-    from rewardkit_dreamprm import best_of_n_eval, load_prm, make_chain
 
     rows = load_records(args.data)
     grader = get_reward("math.accuracy", on_error="none")

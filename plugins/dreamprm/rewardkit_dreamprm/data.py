@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from rewardkit.data import load_records
-
 from rewardkit_dreamprm.steps import STEP_HEADER, Chain, make_chain
 from rewardkit_dreamprm.trainer import LowerExample, MetaExample
 

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from transformers import TrainerCallback
 
 from rewardkit.trl import TrainerHook
-
 from rewardkit_dreamprm.reward import DreamPRMReward, load_prm
 from rewardkit_dreamprm.steps import make_chain
 from rewardkit_dreamprm.trainer import DreamPRMConfig, DreamPRMTrainer, MetaExample

@@ -99,7 +99,7 @@ class _PRMBase(nn.Module):
                labels: Sequence[Sequence[float]] | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
-    def outputs(self, enc: dict[str, Any], forward=None) -> "StepOutputs":
+    def outputs(self, enc: dict[str, Any], forward=None) -> StepOutputs:
         """Run the model on an encoded batch; ``forward`` substitutes the call (DeepSpeed engine,
         ``torch.func.functional_call``)."""
         fwd = forward or self

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from rewardkit.prm import PRMReward, StepScorer
-
 from rewardkit_dreamprm.models import EncodingError, GenerativePRM, ValueHeadPRM, _PRMBase
 from rewardkit_dreamprm.steps import Chain, split_heuristic
 

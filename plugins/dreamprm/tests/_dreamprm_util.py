@@ -6,9 +6,9 @@ import copy
 import functools
 
 import torch
+from rewardkit_dreamprm import DreamPRMConfig, DreamPRMTrainer, GenerativePRM, ValueHeadPRM, make_toy
 
 from rewardkit.testing import tiny_model_dir
-from rewardkit_dreamprm import DreamPRMConfig, DreamPRMTrainer, GenerativePRM, ValueHeadPRM, make_toy
 
 
 @functools.lru_cache(maxsize=1)

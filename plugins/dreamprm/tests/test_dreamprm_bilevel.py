@@ -7,7 +7,6 @@ import os
 
 import pytest
 import torch
-
 from _dreamprm_util import gen_prm, small_toy, trainer, v1_prm
 
 

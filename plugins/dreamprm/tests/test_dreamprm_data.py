@@ -7,7 +7,6 @@ import random
 import re
 
 import pytest
-
 from rewardkit_dreamprm import Chain, make_chain
 from rewardkit_dreamprm import data as D
 

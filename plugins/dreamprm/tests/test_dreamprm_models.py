@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from _dreamprm_util import gen_prm, v1_prm
 from rewardkit_dreamprm import Chain, GenerativePRM, ValueHeadPRM, load_prm, make_chain
 from rewardkit_dreamprm.models import EncodingError

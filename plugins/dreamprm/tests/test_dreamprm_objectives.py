@@ -7,10 +7,17 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from _dreamprm_util import small_toy, trainer, v1_prm
-from rewardkit_dreamprm import (DomainWeights, InstanceNet, InstanceTable, StepOutputs, aggregate, lower_losses,
-                                meta_losses, safe_logodds)
+from rewardkit_dreamprm import (
+    DomainWeights,
+    InstanceNet,
+    InstanceTable,
+    StepOutputs,
+    aggregate,
+    lower_losses,
+    meta_losses,
+    safe_logodds,
+)
 
 
 def test_logodds_nan_guards_at_p_0_and_1():

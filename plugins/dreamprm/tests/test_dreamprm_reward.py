@@ -8,8 +8,8 @@ import pickle
 
 import pytest
 import torch
-
 from _dreamprm_util import small_toy, v1_prm
+
 from rewardkit import get_hook, get_reward
 from rewardkit.reducers import logodds
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from rewardkit_dreamprm.steps import Chain, make_chain, split_dreamprm, split_heuristic
 
 

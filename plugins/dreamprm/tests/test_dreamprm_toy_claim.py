@@ -8,7 +8,6 @@ from __future__ import annotations
 import statistics
 
 import torch
-
 from _dreamprm_util import trainer, v1_prm
 from rewardkit_dreamprm import best_of_n_eval, make_toy
 from rewardkit_dreamprm.objectives import aggregate
