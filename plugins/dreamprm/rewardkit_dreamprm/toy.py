@@ -118,6 +118,7 @@ def make_toy(*, n_train_per_domain: int = 200, n_meta: int = 64, n_eval: int = 6
     labelled step each, the v1 unit of data).
     """
     rng = random.Random(seed)
+    flip_rng = random.Random(seed * 7919 + 1)  # own stream: corrupting a domain never changes the chains
     train: list[LowerExample] = []
     for d in domains:
         for k in range((sizes or {}).get(d, n_train_per_domain)):
@@ -126,7 +127,7 @@ def make_toy(*, n_train_per_domain: int = 200, n_meta: int = 64, n_eval: int = 6
             ys = mc_labels(ok, slip)
             i = k % len(chain)  # alternate step prefixes
             y = ys[i]
-            if d in corrupted and rng.random() < flip:
+            if d in corrupted and flip_rng.random() < flip:
                 y = 1.0 - y
             labels: list[float | None] = [None] * len(chain)
             labels[i] = y

@@ -1,7 +1,8 @@
 """THE test: on the multi-domain toy set with one corrupted domain, bi-level training learns a
-clearly lower weight for that domain, and the reweighted PRM ranks Best-of-N candidates at least as
-well as - and on the corrupted domain's questions more confidently than - the same PRM trained with
-uniform weights. (Why Best-of-N accuracy itself saturates at this scale: docs/methods/dreamprm.md.)"""
+clearly lower weight for that domain, and the reweighted PRM picks Best-of-N answers at least as
+well as the same PRM trained with uniform weights (both accuracies and the good-minus-bad score
+margin on the corrupted domain are printed). At this scale both PRMs reach the oracle, so a strict
+Best-of-N gain is not asserted; why: docs/methods/dreamprm.md, "What the toy shows"."""
 
 from __future__ import annotations
 
@@ -52,10 +53,9 @@ def _run_claim():
                               "oracle": bon["oracle"], "margin_mix": _margin(prm, toy["eval"], "mix")}
     print("\nDreamPRM toy (mix: 70% of step labels flipped):", res)
     w = res["domain"]["weights"]
-    assert w["mix"] < 0.8 * min(w[d] for d in CLEAN), w
-    assert w["mix"] < 0.8, w
+    assert w["mix"] < 0.6 * min(w[d] for d in CLEAN), w
+    assert w["mix"] < 0.6, w
     # the reweighted PRM picks at least as well overall and well above a random pick
     assert res["domain"]["bon"] >= res["none"]["bon"], res
     assert res["domain"]["bon"] > 0.8, res
-    # and separates good from slipped chains of the corrupted domain more clearly
-    assert res["domain"]["margin_mix"] > res["none"]["margin_mix"], res
+    assert res["none"]["bon"] > 0.8, res  # the comparison is between two working PRMs
