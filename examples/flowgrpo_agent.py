@@ -70,7 +70,7 @@ def plot(history, before, after, path):
     x = range(len(names))
     axes[2].bar([i - 0.2 for i in x], [before[n]["success"] for n in names], 0.4, label="before")
     axes[2].bar([i + 0.2 for i in x], [after[n]["success"] for n in names], 0.4, label="after")
-    axes[2].set_xticks(list(x), names); axes[2].set_ylim(0, 1.05); axes[2].set_title("held-out success rate"); axes[2].legend()
+    axes[2].set_xticks(list(x), names); axes[2].set_ylim(0, 1.05); axes[2].set_title("held-out success rate"); axes[2].legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
