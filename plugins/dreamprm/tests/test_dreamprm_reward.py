@@ -120,3 +120,21 @@ def test_grpo_run_with_reward_and_bilevel_hook_resumes(tmp_path, tiny_model_path
     for k, v in hook.bilevel.prm.state_dict().items():
         assert torch.allclose(v, reward2.scorer.prm.state_dict()[k])
     del trainer2
+
+
+def test_dreamprm_prm_drives_core_token_level_advantages(tmp_path, tiny_model_path, saved_prm):
+    """dreamprm.prm is a ProcessReward: the core process_advantage hook turns its step scores into
+    per-token advantages in a real GRPO run."""
+    from trl import GRPOTrainer
+
+    from rewardkit.testing import tiny_grpo_config, tiny_prompt_dataset
+    from rewardkit.trl import build_trainer
+
+    reward = get_reward("dreamprm.prm", model=str(saved_prm))
+    hook = get_hook("process_advantage", mode="process_supervision")
+    trainer = build_trainer(GRPOTrainer, hooks=[hook], model=str(tiny_model_path), reward_funcs=[reward],
+                            args=tiny_grpo_config(tmp_path / "pa", max_steps=1), train_dataset=tiny_prompt_dataset(4))
+    trainer.train()
+    term = hook.last_process_term
+    assert term is not None and term.dim() == 2 and torch.isfinite(term).all()
+    assert hook.state["steps"] > 0
