@@ -59,24 +59,6 @@ def datasets_from(cfg: dict[str, Any]):
     return prompts, sft, held_out
 
 
-def warm_start(model_path: str, sft_dataset, cfg: dict[str, Any], out: Path, accelerator) -> str:
-    """A short SFT so the tiny model emits boxed answers some of the time; returns the new path."""
-    from trl import SFTConfig, SFTTrainer
-
-    ws = cfg.get("warmstart", {})
-    target = out / "warmstart"
-    args = SFTConfig(output_dir=str(target), use_cpu=cfg["grpo"].get("use_cpu", False),
-                     max_steps=ws.get("steps", 40), learning_rate=ws.get("learning_rate", 3e-3),
-                     per_device_train_batch_size=ws.get("batch_size", 16), logging_steps=10, save_strategy="no",
-                     report_to="none", bf16=False, seed=cfg.get("seed", 0), gradient_checkpointing=False,
-                     disable_tqdm=not accelerator.is_main_process)
-    trainer = SFTTrainer(model=model_path, args=args, train_dataset=sft_dataset)
-    trainer.train()
-    trainer.save_model(str(target))
-    accelerator.wait_for_everyone()
-    return str(target)
-
-
 def train_process_reward(cfg: dict[str, Any], out: Path, state) -> dict[str, Any]:
     """The ``prm.score`` spec entry: a PRM given by path/id, or the tiny PRM trained here on the
     bundled step-labelled arithmetic chains (rewardkit.data.load_toy_steps)."""
@@ -86,8 +68,8 @@ def train_process_reward(cfg: dict[str, Any], out: Path, state) -> dict[str, Any
     lr = pr.pop("learning_rate", 3e-3)
     if model is None:
         from rewardkit.data.steps import load_toy_steps
-        from rewardkit.prm.training import PRMTrainingConfig, step_accuracy, train_prm
         from rewardkit.prm.scorers import TaggedScorer
+        from rewardkit.prm.training import PRMTrainingConfig, step_accuracy, train_prm
         from rewardkit.testing import tiny_model_dir
 
         target = out / "prm"
@@ -102,34 +84,13 @@ def train_process_reward(cfg: dict[str, Any], out: Path, state) -> dict[str, Any
     return {"weight": pr.pop("weight", 0.25), "model": model, **pr}
 
 
-def plot_rewards(history: list[dict[str, Any]], names: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key, label in [(f"rewards/{n}/mean", n) for n in names] + [("reward", "weighted total")]:
-        pts = [(h["step"], h[key]) for h in history if key in h]
-        if pts:
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, label=label, lw=2 if key == "reward" else 1.2)
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("mean reward")
-    ax.set_title("rewardkit: composed rewards during GRPO")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main() -> None:
     import torch
     from accelerate import PartialState
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import compose
+    from rewardkit.recipes import sft_warm_start, write_run_report
     from rewardkit.testing import tiny_model_dir
     from rewardkit.trl import build_trainer
 
@@ -149,8 +110,11 @@ def main() -> None:
         with state.main_process_first():
             model = str(tiny_model_dir("causal_lm", seed=cfg.get("seed", 0)))
     prompts, sft, _ = datasets_from(cfg)
-    if cfg.get("warmstart", {}).get("steps", 0 if not tiny else 40) > 0:
-        model = warm_start(model, sft, cfg, out, state)
+    ws = cfg.get("warmstart", {})
+    if ws.get("steps", 40 if tiny else 0) > 0:
+        model = sft_warm_start(model, sft, out / "warmstart", steps=ws.get("steps", 40),
+                               learning_rate=ws.get("learning_rate", 3e-3), batch_size=ws.get("batch_size", 16),
+                               seed=cfg.get("seed", 0), use_cpu=use_cpu, state=state)
 
     spec = dict(cfg["rewards"])
     if cfg.get("process_reward"):
@@ -165,20 +129,7 @@ def main() -> None:
     trainer.train()
 
     if state.is_main_process:
-        history = [dict(h) for h in trainer.state.log_history if "reward" in h]
-        with open(out / "metrics.jsonl", "w", encoding="utf-8") as fh:
-            for h in history:
-                fh.write(json.dumps(h) + "\n")
-        plot_rewards(history, rewards.names, out / "rewards.png")
-        k = max(1, len(history) // 5)
-        start = sum(h["reward"] for h in history[:k]) / k
-        end = sum(h["reward"] for h in history[-k:]) / k
-        summary = {"steps": len(history), "reward_start": start, "reward_end": end,
-                   "per_reward_start": {n: sum(h.get(f"rewards/{n}/mean", 0) for h in history[:k]) / k
-                                        for n in rewards.names},
-                   "per_reward_end": {n: sum(h.get(f"rewards/{n}/mean", 0) for h in history[-k:]) / k
-                                      for n in rewards.names}}
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        summary = write_run_report(trainer.state.log_history, rewards.names, out, weights=rewards.weights)
         print(json.dumps(summary, indent=2))
         print(f"wrote {out / 'metrics.jsonl'} and {out / 'rewards.png'}")
 

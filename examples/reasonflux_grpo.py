@@ -36,45 +36,16 @@ def parse_args() -> argparse.Namespace:
 def warm_start(model: str, cfg: dict[str, Any], out: Path, state) -> str:
     """A short SFT on boxed answers so the rule reward is not always 0 for the tiny model."""
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
 
     from rewardkit.data import load_arithmetic, to_prompt
+    from rewardkit.recipes import sft_warm_start
 
     ws = cfg.get("warmstart", {})
     rows = load_arithmetic()[: cfg.get("n_train", 256)]
     data = Dataset.from_list([{"prompt": to_prompt(r), "completion": f" \\boxed{{{r['solution']}}}"} for r in rows])
-    target = out / "warmstart"
-    args = SFTConfig(output_dir=str(target), max_steps=ws.get("steps", 40), learning_rate=ws.get("learning_rate", 3e-3),
-                     per_device_train_batch_size=ws.get("batch_size", 16), logging_steps=10, save_strategy="no",
-                     report_to="none", bf16=False, seed=cfg.get("seed", 0), gradient_checkpointing=False,
-                     disable_tqdm=not state.is_main_process)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data)
-    trainer.train()
-    trainer.save_model(str(target))
-    state.wait_for_everyone()
-    return str(target)
-
-
-def plot(history: list[dict[str, Any]], names: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key, label in [(f"rewards/{n}/mean", n) for n in names] + [("reward", "mixed (Eq. 12)")]:
-        pts = [(h["step"], h[key]) for h in history if key in h]
-        if pts:
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, label=label, lw=2 if key == "reward" else 1.2)
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("mean reward")
-    ax.set_title("ReasonFlux-PRM reward mixing during GRPO")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return sft_warm_start(model, data, out / "warmstart", steps=ws.get("steps", 40),
+                          learning_rate=ws.get("learning_rate", 3e-3), batch_size=ws.get("batch_size", 16),
+                          seed=cfg.get("seed", 0), state=state)
 
 
 def main() -> None:
@@ -85,6 +56,7 @@ def main() -> None:
 
     from rewardkit import compose
     from rewardkit.data import load_arithmetic, to_prompt
+    from rewardkit.recipes import write_run_report
     from rewardkit.testing import tiny_model_dir
 
     args = parse_args()
@@ -126,22 +98,8 @@ def main() -> None:
     trainer = GRPOTrainer(model=model, reward_funcs=rewards.funcs, args=config, train_dataset=prompts)
     trainer.train()
     if state.is_main_process:
-        history = [dict(h) for h in trainer.state.log_history if "reward" in h]
-        with open(out / "metrics.jsonl", "w", encoding="utf-8") as fh:
-            for h in history:
-                fh.write(json.dumps(h) + "\n")
-        plot(history, rewards.names, out / "rewards.png")
-        k = max(1, len(history) // 5)
-
-        def avg(rows_: list[dict[str, Any]], key: str) -> float:
-            vals = [h[key] for h in rows_ if key in h]
-            return sum(vals) / len(vals) if vals else float("nan")
-
-        summary = {"steps": len(history), "weights": dict(zip(rewards.names, rewards.weights)),
-                   "reward_start": avg(history[:k], "reward"), "reward_end": avg(history[-k:], "reward"),
-                   **{f"{n}_start": avg(history[:k], f"rewards/{n}/mean") for n in rewards.names},
-                   **{f"{n}_end": avg(history[-k:], f"rewards/{n}/mean") for n in rewards.names}}
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        summary = write_run_report(trainer.state.log_history, rewards.names, out, weights=rewards.weights,
+                                   title="ReasonFlux-PRM reward mixing during GRPO", total_label="mixed (Eq. 12)")
         print(json.dumps(summary, indent=2))
 
 

@@ -67,20 +67,14 @@ def gold_completion(row: dict[str, Any]) -> str:
 
 def warm_start(model_path: str, rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path, state) -> str:
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+
+    from rewardkit.recipes import sft_warm_start
 
     ws = cfg.get("warmstart", {})
     sft = Dataset.from_list([{"prompt": r["prompt"], "completion": gold_completion(r)} for r in rows])
-    target = out / "warmstart"
-    args = SFTConfig(output_dir=str(target), max_steps=ws.get("steps", 80), learning_rate=ws.get("learning_rate", 3e-3),
-                     per_device_train_batch_size=ws.get("batch_size", 16), logging_steps=20, save_strategy="no",
-                     report_to="none", bf16=False, seed=cfg.get("seed", 0), gradient_checkpointing=False,
-                     disable_tqdm=not state.is_main_process)
-    trainer = SFTTrainer(model=model_path, args=args, train_dataset=sft)
-    trainer.train()
-    trainer.save_model(str(target))
-    state.wait_for_everyone()
-    return str(target)
+    return sft_warm_start(model_path, sft, out / "warmstart", steps=ws.get("steps", 80),
+                          learning_rate=ws.get("learning_rate", 3e-3), batch_size=ws.get("batch_size", 16),
+                          seed=cfg.get("seed", 0), state=state)
 
 
 def per_stage(history: list[dict[str, Any]], stage_names: list[str], acc_key: str) -> list[dict[str, Any]]:
