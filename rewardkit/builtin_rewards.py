@@ -9,9 +9,7 @@
 from __future__ import annotations
 
 import logging
-import operator
 import threading
-from operator import itemgetter
 from typing import Any
 
 from rewardkit.hookspecs import hookimpl
@@ -119,15 +117,10 @@ class ThinkFormat(Reward):
     def score_batch(self, batch: Batch) -> list[float | None]:
         from trl.rewards import think_format_reward
 
-        # TRL's function reads completion[0]["content"]; hand it our extracted texts, reusing the
-        # message lists themselves when they already are single assistant messages with that text
+        # TRL's function reads completion[0]["content"]: hand it the message lists themselves when
+        # they are single assistant messages holding our texts, else wrap our extracted texts
         completions = batch.completions
-        try:
-            contents = map(itemgetter("content"), map(itemgetter(0), completions))
-            reusable = all(map(operator.is_, contents, batch.texts))
-        except (KeyError, IndexError, TypeError):
-            reusable = False
-        if not reusable:
+        if not batch.single_messages:
             completions = [[{"content": t}] for t in batch.texts]
         return think_format_reward(completions)
 

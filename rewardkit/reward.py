@@ -76,6 +76,8 @@ class Batch:
     # per-call counts live on the batch, not the reward, so concurrent calls (AsyncGRPO runs sync
     # rewards in threads) never mix their numbers
     counts: Counter[str] = field(default_factory=Counter)
+    # every completion is one assistant message whose content is texts[i] (TRL without tools)
+    single_messages: bool = False
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -136,42 +138,63 @@ def completion_text(completion: Any) -> str:
 
 # TRL hands every reward function of a step the same completions list: its texts are extracted
 # once and reused while that very list (and every element in it) is what the next reward gets
-_text_cache: tuple[list[Any], tuple[Any, ...], list[str]] | None = None
+_text_cache: tuple[list[Any], tuple[Any, ...], TextBatch] | None = None
 
 
-def _texts_of(completions: Sequence[Any]) -> list[str]:
+@dataclass(frozen=True)
+class TextBatch:
+    """The texts of one completions list, with what every reward checks about them."""
+
+    texts: list[str]
+    plain: bool  # nothing empty, blank or non-ASCII: no row needs a defined value or a decode fix
+    max_len: int
+    single_messages: bool  # every completion is one assistant message whose content is texts[i]
+
+
+def _texts_of(completions: Sequence[Any]) -> TextBatch:
     global _text_cache
     cached = _text_cache
     if (cached is not None and cached[0] is completions and len(cached[1]) == len(completions)
             and all(map(operator.is_, completions, cached[1]))):
         return cached[2]
-    texts = _fast_texts(completions)
+    texts, single = _fast_texts(completions)
     if texts is None:
         texts = [completion_text(c) for c in completions]
+    plain = all(texts) and not any(map(str.isspace, texts)) and all(map(str.isascii, texts))
+    batch = TextBatch(texts, plain, max(map(len, texts), default=0), single)
     if isinstance(completions, list):
-        _text_cache = (completions, tuple(completions), texts)
-    return texts
+        _text_cache = (completions, tuple(completions), batch)
+    return batch
 
 
-def _fast_texts(completions: Sequence[Any]) -> list[str] | None:
+def _fast_texts(completions: Sequence[Any]) -> tuple[list[str] | None, bool]:
     """The texts of all-plain or all-single-assistant-message completions, with C-level loops only
-    (the shapes TRL produces without tools); None for anything else."""
+    (the shapes TRL produces without tools), and whether they are single messages; (None, False)
+    for anything else."""
     types = set(map(type, completions))
     if types <= {str}:
-        return list(completions)
+        return list(completions), False
     if types != {list} or set(map(len, completions)) != {1}:
-        return None
+        return None, False
     messages = list(map(itemgetter(0), completions))
     if set(map(type, messages)) != {dict}:
-        return None
+        return None, False
     try:
         texts = list(map(itemgetter("content"), messages))
     except KeyError:
-        return None
+        return None, False
     roles = set(map(methodcaller("get", "role", "assistant"), messages))
     if roles != {"assistant"} or not set(map(type, texts)) <= {str}:
-        return None
-    return texts
+        return None, False
+    return texts, True
+
+
+def _all_finite_numbers(values: Sequence[Any]) -> bool:
+    """One C-level pass: a None or non-number makes sum() raise, a NaN/inf makes it non-finite."""
+    try:
+        return math.isfinite(sum(values))
+    except TypeError:
+        return False
 
 
 def _is_utf8_clean(text: str) -> bool:
@@ -276,22 +299,18 @@ class Reward:
                     + (f" of length {len(values)}" if hasattr(values, "__len__") else ""))
             columns[key] = values if isinstance(values, list) else list(values)
         batch_counts: Counter[str] = Counter()
-        texts = _texts_of(completions)
+        extracted = _texts_of(completions)
+        texts = extracted.texts
         preset: dict[int, float | None] = {}
-        if self._all_clean(texts):
-            skip = [False] * n
+        if extracted.plain and (self.max_chars is None or extracted.max_len <= self.max_chars):
+            skip = [False] * n  # the common case, decided once per batch for every reward
         else:
             texts, skip = self._clean(completions, texts, batch_counts, preset)
         batch = Batch(prompts if isinstance(prompts, list) else list(prompts),
                       completions if isinstance(completions, list) else list(completions), texts,
                       None if completion_ids is None else list(completion_ids),
-                      columns, context, skip, batch_counts)
+                      columns, context, skip, batch_counts, extracted.single_messages and texts is extracted.texts)
         return batch, preset
-
-    def _all_clean(self, texts: list[str]) -> bool:
-        """One C-speed pass for the common case: nothing empty, oversize or undecodable."""
-        return (all(texts) and not any(map(str.isspace, texts)) and all(map(str.isascii, texts))
-                and (self.max_chars is None or max(map(len, texts), default=0) <= self.max_chars))
 
     def _clean(self, completions, texts, counts, preset) -> tuple[list[str], list[bool]]:
         out: list[str] = []
@@ -329,8 +348,8 @@ class Reward:
     def _finish(self, batch: Batch, preset: dict[int, float | None], values: Sequence[Any]) -> list[float | None]:
         if len(values) != len(batch):
             raise RewardInputError(f"reward {self.name!r} returned {len(values)} values for {len(batch)} completions")
-        if not preset and set(map(type, values)) <= {float} and math.isfinite(math.fsum(values)):
-            out = list(values)  # the common case: every value a finite float
+        if not preset and _all_finite_numbers(values):
+            out = list(values)  # the common case: every value a finite number
         else:
             out = self._check_values(batch, preset, values)
         self._report(batch)
