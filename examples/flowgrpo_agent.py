@@ -80,15 +80,15 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(int(cfg.get("torch_threads") or 1))
+    from rewardkit_flowgrpo import FlowRollout
+    from rewardkit_flowgrpo.toy import format_warmup, toy_dataset, toy_rows, toy_system
+    from rewardkit_flowgrpo.trainer import flowgrpo_grpo_kwargs
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import get_reward
     from rewardkit.testing import tiny_model_dir
     from rewardkit.trl import build_trainer
-    from rewardkit_flowgrpo import FlowRollout
-    from rewardkit_flowgrpo.trainer import flowgrpo_grpo_kwargs
-    from rewardkit_flowgrpo.toy import format_warmup, toy_dataset, toy_rows, toy_system
 
     set_seed(cfg["seed"])
     out = Path(cfg["output_dir"])

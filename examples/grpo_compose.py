@@ -85,22 +85,17 @@ def train_process_reward(cfg: dict[str, Any], out: Path, state) -> dict[str, Any
 
 
 def main() -> None:
-    import torch
-    from accelerate import PartialState
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import compose
-    from rewardkit.recipes import sft_warm_start, write_run_report
+    from rewardkit.recipes import launch_state, sft_warm_start, write_run_report
     from rewardkit.testing import tiny_model_dir
     from rewardkit.trl import build_trainer
 
     args = parse_args()
     cfg = load_config(args)
-    # the same process group as the trainers will build: on CPU, accelerate joins launched
-    # processes on gloo only when told cpu=True
-    use_cpu = cfg.get("grpo", {}).get("use_cpu", not torch.cuda.is_available())
+    state, use_cpu = launch_state(cfg.get("grpo", {}).get("use_cpu"))
     cfg.setdefault("grpo", {})["use_cpu"] = use_cpu
-    state = PartialState(cpu=use_cpu)
     out = Path(cfg.get("output_dir", "runs/grpo_compose"))
     out.mkdir(parents=True, exist_ok=True)
 

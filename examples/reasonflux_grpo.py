@@ -33,7 +33,7 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def warm_start(model: str, cfg: dict[str, Any], out: Path, state) -> str:
+def warm_start(model: str, cfg: dict[str, Any], out: Path, state, use_cpu: bool) -> str:
     """A short SFT on boxed answers so the rule reward is not always 0 for the tiny model."""
     from datasets import Dataset
 
@@ -45,18 +45,17 @@ def warm_start(model: str, cfg: dict[str, Any], out: Path, state) -> str:
     data = Dataset.from_list([{"prompt": to_prompt(r), "completion": f" \\boxed{{{r['solution']}}}"} for r in rows])
     return sft_warm_start(model, data, out / "warmstart", steps=ws.get("steps", 40),
                           learning_rate=ws.get("learning_rate", 3e-3), batch_size=ws.get("batch_size", 16),
-                          seed=cfg.get("seed", 0), state=state)
+                          seed=cfg.get("seed", 0), use_cpu=use_cpu, state=state)
 
 
 def main() -> None:
-    from accelerate import PartialState
     from datasets import Dataset
     from rewardkit_reasonflux.mixing import grpo_mix
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import compose
     from rewardkit.data import load_arithmetic, to_prompt
-    from rewardkit.recipes import write_run_report
+    from rewardkit.recipes import launch_state, write_run_report
     from rewardkit.testing import tiny_model_dir
 
     args = parse_args()
@@ -70,7 +69,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(int(cfg["torch_threads"]))
-    state = PartialState()
+    state, use_cpu = launch_state(cfg.get("grpo", {}).get("use_cpu"))
     out = Path(cfg.get("output_dir", "runs/reasonflux_grpo"))
     out.mkdir(parents=True, exist_ok=True)
     model = cfg.get("model", "tiny")
@@ -79,7 +78,7 @@ def main() -> None:
         with state.main_process_first():
             model = str(tiny_model_dir("causal_lm", seed=cfg.get("seed", 0)))
     if cfg.get("warmstart", {}).get("steps", 40 if tiny else 0) > 0:
-        model = warm_start(model, cfg, out, state)
+        model = warm_start(model, cfg, out, state, use_cpu)
     prm = cfg.get("prm", "tiny")
     if prm == "tiny":
         with state.main_process_first():
@@ -93,6 +92,7 @@ def main() -> None:
     prompts = Dataset.from_list([{"prompt": to_prompt(r), "solution": r["solution"]} for r in rows])
     grpo = dict(cfg.get("grpo", {}))
     grpo.setdefault("bf16", False)
+    grpo["use_cpu"] = use_cpu
     config = GRPOConfig(output_dir=str(out), report_to="none", seed=cfg.get("seed", 0), **rewards.grpo_kwargs(),
                         **grpo)
     trainer = GRPOTrainer(model=model, reward_funcs=rewards.funcs, args=config, train_dataset=prompts)

@@ -65,7 +65,8 @@ def gold_completion(row: dict[str, Any]) -> str:
     return "\\boxed{" + a + "}"
 
 
-def warm_start(model_path: str, rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path, state) -> str:
+def warm_start(model_path: str, rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path, state,
+               use_cpu: bool) -> str:
     from datasets import Dataset
 
     from rewardkit.recipes import sft_warm_start
@@ -74,7 +75,7 @@ def warm_start(model_path: str, rows: list[dict[str, Any]], cfg: dict[str, Any],
     sft = Dataset.from_list([{"prompt": r["prompt"], "completion": gold_completion(r)} for r in rows])
     return sft_warm_start(model_path, sft, out / "warmstart", steps=ws.get("steps", 80),
                           learning_rate=ws.get("learning_rate", 3e-3), batch_size=ws.get("batch_size", 16),
-                          seed=cfg.get("seed", 0), state=state)
+                          seed=cfg.get("seed", 0), use_cpu=use_cpu, state=state)
 
 
 def per_stage(history: list[dict[str, Any]], stage_names: list[str], acc_key: str) -> list[dict[str, Any]]:
@@ -116,17 +117,17 @@ def plot(history: list[dict[str, Any]], stage_names: list[str], path: Path) -> N
 
 
 def main() -> None:
-    from accelerate import PartialState
     from rewardkit_rewardmap.data import make_dataset
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import get_hook, get_reward
+    from rewardkit.recipes import launch_state
     from rewardkit.testing import tiny_model_dir
     from rewardkit.trl import build_trainer
 
     args = parse_args()
     cfg = load_config(args)
-    state = PartialState()
+    state, use_cpu = launch_state(cfg.get("grpo", {}).get("use_cpu"))
     out = Path(cfg.get("output_dir", "runs/rewardmap_grpo"))
     out.mkdir(parents=True, exist_ok=True)
     seed = cfg.get("seed", 0)
@@ -143,13 +144,14 @@ def main() -> None:
         with state.main_process_first():
             model = str(tiny_model_dir("causal_lm", seed=seed))
     if cfg.get("warmstart", {}).get("steps", 80 if tiny else 0) > 0:
-        model = warm_start(model, rows, cfg, out, state)
+        model = warm_start(model, rows, cfg, out, state, use_cpu)
 
     reward_cfg = dict(cfg.get("reward", {}))
     reward = get_reward(reward_cfg.pop("name", "rewardmap.reward"), **reward_cfg)
     hook = get_hook("rewardmap.curriculum", **cfg.get("curriculum", {}))
     grpo = dict(cfg.get("grpo", {}))
     grpo.setdefault("bf16", False)
+    grpo["use_cpu"] = use_cpu
     config = GRPOConfig(output_dir=str(out), report_to="none", seed=seed, **grpo)
     trainer = build_trainer(GRPOTrainer, hooks=[hook], model=model, reward_funcs=[reward], args=config,
                             train_dataset=train)

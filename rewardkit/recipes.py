@@ -13,6 +13,21 @@ from pathlib import Path
 from typing import Any
 
 
+def launch_state(use_cpu: bool | None = None) -> tuple[Any, bool]:
+    """The accelerate ``PartialState`` of a launched example, and whether it runs on the CPU.
+
+    On a machine without a GPU, accelerate joins the processes that ``accelerate launch`` or
+    ``torchrun`` started into one gloo group only when told ``cpu=True``; otherwise each process
+    silently trains alone. Pass the same ``use_cpu`` to every TrainingArguments of the run.
+    """
+    import torch
+    from accelerate import PartialState
+
+    if use_cpu is None:
+        use_cpu = not torch.cuda.is_available()
+    return PartialState(cpu=use_cpu), use_cpu
+
+
 def sft_warm_start(model: str, dataset: Any, output_dir: str | Path, *, steps: int = 40, learning_rate: float = 3e-3,
                    batch_size: int = 16, seed: int = 0, use_cpu: bool = False, state: Any = None) -> str:
     """Fine-tune ``model`` for ``steps`` steps on a prompt/completion ``dataset`` with TRL's
