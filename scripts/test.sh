@@ -6,4 +6,4 @@ bash scripts/setup_env.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export TRL_EXPERIMENTAL_SILENCE=1
-python -m pytest "$@"
+python -m pytest --durations=15 "$@"
