@@ -44,8 +44,9 @@ class ToyProblem:
     answer: int
 
 
-def make_problem(domain: str, rng: random.Random) -> ToyProblem:
-    o1, o2 = DOMAINS[domain]
+def make_problem(domain: str, rng: random.Random, family: str | None = None) -> ToyProblem:
+    """A problem of ``domain``, drawn from the operator family ``family`` (default: the domain's own)."""
+    o1, o2 = DOMAINS[family or domain]
     while True:
         a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(2, 9)
         if o1 == "-" and a < b:
@@ -58,12 +59,15 @@ def make_problem(domain: str, rng: random.Random) -> ToyProblem:
             return ToyProblem(domain, f"Compute {a} {o1} {b} {o2} {c}.", (a, b, c), (o1, o2), r2)
 
 
-SLIP_KINDS = ("sign", "carry")
+SLIP_KINDS = ("sign", "carry", "sign_or_carry")
 
 
 def slip_value(r: int, rng: random.Random, kind: str = "sign") -> int:
     """The policy's slip: ``sign`` writes the result negated (``12`` -> ``-12``), ``carry`` writes an
-    extra hundred (``12`` -> ``112``). Later steps compute on the slipped value."""
+    extra hundred (``12`` -> ``112``), ``sign_or_carry`` either, with equal chance. Later steps compute
+    on the slipped value."""
+    if kind == "sign_or_carry":
+        kind = "sign" if rng.random() < 0.5 else "carry"
     if kind == "sign":
         return -r
     if kind == "carry":
@@ -107,23 +111,37 @@ def mc_labels(ok_so_far: list[bool], slip: float) -> list[float]:
 def make_toy(*, n_train_per_domain: int = 200, n_meta: int = 64, n_eval: int = 64, n_candidates: int = 8,
              domains: tuple[str, ...] = DEFAULT_DOMAINS, corrupted: tuple[str, ...] = ("mix",), flip: float = 0.4,
              slip: float = 0.3, slip_kind: str = "sign", meta_balanced: bool = False,
-             sizes: dict[str, int] | None = None, seed: int = 0) -> dict[str, Any]:
+             sizes: dict[str, int] | None = None, domain_slip_kind: dict[str, str] | None = None,
+             same_problems_as: dict[str, str] | None = None, seed: int = 0) -> dict[str, Any]:
     """Build the toy train / meta / eval sets.
 
     ``sizes`` overrides the number of training prefixes of some domains (a big, badly labelled source
     is the realistic case: with ``flip`` above 0.5 and enough of it, it outweighs the clean domains).
+    ``domain_slip_kind`` gives some domains their own slip kind (e.g. ``{"mix": "carry"}``): a
+    domain-specific error that only that domain's training labels teach, and that its meta chains and
+    held-out Best-of-N candidates show too (the meta and eval sets come from the same clean policy).
+    ``same_problems_as`` makes a domain a second *source* of another domain's problems (e.g.
+    ``{"add_web": "add"}``: same questions, same policy, same slip kind, its own labels), the way
+    several datasets of one problem type differ only in how well they were labelled.
 
     Returns ``{"train": [LowerExample], "meta": [MetaExample], "eval": [{question, answer, candidates:
     [Chain], correct: [bool], domain}], "corrupted": corrupted}``. Train samples are step prefixes (one
     labelled step each, the v1 unit of data).
     """
+    fam = {d: (same_problems_as or {}).get(d, d) for d in domains}
+    for d, f in fam.items():
+        if f not in DOMAINS:
+            raise ValueError(f"domain {d!r}: unknown problem family {f!r} (known: {sorted(DOMAINS)})")
+    kinds = {d: (domain_slip_kind or {}).get(d, (domain_slip_kind or {}).get(fam[d], slip_kind)) for d in domains}
+    for k in kinds.values():
+        slip_value(1, random.Random(0), k)  # unknown kinds fail here, not mid-build
     rng = random.Random(seed)
     flip_rng = random.Random(seed * 7919 + 1)  # own stream: corrupting a domain never changes the chains
     train: list[LowerExample] = []
     for d in domains:
         for k in range((sizes or {}).get(d, n_train_per_domain)):
-            p = make_problem(d, rng)
-            chain, ok, _ = rollout(p, rng, slip, slip_kind)
+            p = make_problem(d, rng, fam[d])
+            chain, ok, _ = rollout(p, rng, slip, kinds[d])
             ys = mc_labels(ok, slip)
             i = k % len(chain)  # alternate step prefixes
             y = ys[i]
@@ -137,8 +155,8 @@ def make_toy(*, n_train_per_domain: int = 200, n_meta: int = 64, n_eval: int = 6
     k = 0
     while (any(want.values()) if meta_balanced else len(meta) < n_meta):
         d = domains[k % len(domains)]
-        p = make_problem(d, rng)
-        chain, _, ans = rollout(p, rng, slip, slip_kind)
+        p = make_problem(d, rng, fam[d])
+        chain, _, ans = rollout(p, rng, slip, kinds[d])
         correct = ans == p.answer
         if not meta_balanced or want[correct]:
             meta.append(MetaExample(chain=chain, correct=correct, id=f"meta-{k}"))
@@ -148,10 +166,10 @@ def make_toy(*, n_train_per_domain: int = 200, n_meta: int = 64, n_eval: int = 6
     evals = []
     for k in range(n_eval):
         d = domains[k % len(domains)]
-        p = make_problem(d, rng)
+        p = make_problem(d, rng, fam[d])
         cands, correct = [], []
         for _ in range(n_candidates):
-            chain, _, ans = rollout(p, rng, slip, slip_kind)
+            chain, _, ans = rollout(p, rng, slip, kinds[d])
             cands.append(chain)
             correct.append(ans == p.answer)
         evals.append({"question": p.question, "answer": str(p.answer), "candidates": cands, "correct": correct,

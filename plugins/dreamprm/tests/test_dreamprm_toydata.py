@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from rewardkit_dreamprm import make_toy
 from rewardkit_dreamprm.toy import mc_labels
@@ -30,6 +32,30 @@ def test_toy_labels_corruption_and_meta_rate():
         for c, ok in zip(p["candidates"], p["correct"]):
             assert (c.final_answer == p["answer"]) == ok
             assert ("-" in c.response.split("=")[1]) != ok or "-" in p["question"]
+
+
+def test_toy_twin_sources_and_domain_slip_kinds():
+    toy = make_toy(domains=("add", "add_web", "sub"), same_problems_as={"add_web": "add"}, n_train_per_domain=60,
+                   sizes={"add_web": 90}, n_meta=30, n_eval=9, corrupted=("add_web",), flip=0.9,
+                   domain_slip_kind={"sub": "carry"}, seed=3)
+    by = {}
+    for e in toy["train"]:
+        by.setdefault(e.domain, []).append(e)
+    assert {d: len(v) for d, v in by.items()} == {"add": 60, "add_web": 90, "sub": 60}
+    # add_web asks add's questions ("a + b + c"); sub keeps its own and slips by an extra hundred, never a sign
+    assert all(e.chain.question.count("+") == 2 for e in by["add_web"] + by["add"])
+    sub_results = [int(x) for e in by["sub"] for x in re.findall(r"= (-?\d+)", e.chain.response)]
+    assert min(sub_results) >= 0 and max(sub_results) > 100
+    assert any(int(x) < 0 for e in by["add_web"] for x in re.findall(r"= (-?\d+)", e.chain.response))
+    assert {p["domain"] for p in toy["eval"]} == {"add", "add_web", "sub"}
+    with pytest.raises(ValueError, match="unknown problem family"):
+        make_toy(domains=("add", "x"), same_problems_as={"x": "nope"})
+    with pytest.raises(ValueError, match="slip kind"):
+        make_toy(domain_slip_kind={"add": "nope"})
+    # the default build is unchanged by the new options
+    a, b = make_toy(n_train_per_domain=20, seed=5), make_toy(n_train_per_domain=20, seed=5, same_problems_as={},
+                                                               domain_slip_kind={})
+    assert [e.chain.response for e in a["train"]] == [e.chain.response for e in b["train"]]
 
 
 def test_cursor_shards_ranks_and_resumes():
