@@ -13,7 +13,7 @@ context baselines. Flags reproduce the released code's variants:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +148,28 @@ class _S2RBase:
                 f"columns passed: {sorted(batch.columns) or 'none'} (set gold_column=...)")
         return batch.columns[self.gold_column]
 
+    def _score_rows(self, batch: Batch, score_one: Callable[[int, Any], ScoredTrajectory],
+                    value_of: Callable[[ScoredTrajectory], Any]) -> list[Any]:
+        """Score every row that has a gold answer; ``last_details`` stays aligned with the rows."""
+        golds = self._gold(batch)
+        self.last_details = []
+        out: list[Any] = []
+        for i in range(len(batch)):
+            gold = golds[i]
+            if batch.skip[i] or gold is None or not str(gold).strip():
+                self.last_details.append(None)
+                out.append(None)
+                continue
+            try:
+                s = score_one(i, gold)
+            except Exception as exc:
+                self.last_details.append(None)
+                out.append(self._swallow(exc, 1, batch))
+                continue
+            self.last_details.append(s)
+            out.append(value_of(s))
+        return out
+
     def _log_behaviour(self, batch: Batch) -> None:
         log_metric = batch.context.log_metric
         if log_metric is None or not self.log_behaviour:
@@ -170,25 +192,11 @@ class S2ROutcome(_S2RBase, Reward):
         self._init_s2r(gold_column, markers, positive, negative, symbolic, log_behaviour)
 
     def score_batch(self, batch: Batch) -> list[float | None]:
-        golds = self._gold(batch)
-        self.last_details = []
-        out: list[float | None] = []
-        for i in range(len(batch)):
-            gold = golds[i]
-            if batch.skip[i] or gold is None or not str(gold).strip():
-                self.last_details.append(None)
-                out.append(None)
-                continue
-            try:
-                s = score_trajectory(batch.texts[i], gold, self.grader, self.markers,
-                                     positive=self.positive, negative=self.negative)
-            except Exception as exc:
-                self.last_details.append(None)
-                out.append(self._swallow(exc, 1, batch))
-                continue
-            self.last_details.append(s)
-            out.append(self.positive if s.final_correct else self.negative)
-        return out
+        return self._score_rows(
+            batch,
+            lambda i, gold: score_trajectory(batch.texts[i], gold, self.grader, self.markers,
+                                             positive=self.positive, negative=self.negative),
+            lambda s: self.positive if s.final_correct else self.negative)
 
     def score(self, sample: Sample) -> float | None:  # single-sample use outside TRL
         gold = sample.row.get(self.gold_column)
@@ -241,26 +249,13 @@ class S2RProcess(_S2RBase, ProcessReward):
         return not ids or ids[-1] not in self.eos_token_ids
 
     def step_scores_batch(self, batch: Batch) -> list[StepScores | None]:
-        golds = self._gold(batch)
-        self.last_details = []
-        out: list[StepScores | None] = []
-        for i in range(len(batch)):
-            gold = golds[i]
-            if batch.skip[i] or gold is None or not str(gold).strip():
-                self.last_details.append(None)
-                out.append(None)
-                continue
-            try:
-                s = score_trajectory(batch.texts[i], gold, self.grader, self.markers, positive=self.positive,
-                                     negative=self.negative, bonus=self.bonus, truncated=self._truncated(batch, i),
-                                     truncated_penalty=self.truncated_penalty)
-            except Exception as exc:
-                self.last_details.append(None)
-                out.append(self._swallow(exc, 1, batch))
-                continue
-            self.last_details.append(s)
-            out.append(StepScores(list(s.rewards), s.spans))
-        return out
+        return self._score_rows(
+            batch,
+            lambda i, gold: score_trajectory(batch.texts[i], gold, self.grader, self.markers, positive=self.positive,
+                                             negative=self.negative, bonus=self.bonus,
+                                             truncated=self._truncated(batch, i),
+                                             truncated_penalty=self.truncated_penalty),
+            lambda s: StepScores(list(s.rewards), s.spans))
 
     def __call__(self, prompts, completions, completion_ids=None, **kwargs):
         self.last_details = []
