@@ -53,10 +53,10 @@ def datasets_from(cfg: dict[str, Any]):
 
     rows = load_arithmetic()
     n_train = cfg.get("dataset", {}).get("n_train", 256)
-    train, held_out = rows[:n_train], rows[n_train:]
+    train = rows[:n_train]
     prompts = Dataset.from_list([{"prompt": to_prompt(r), "solution": r["solution"]} for r in train])
     sft = Dataset.from_list([{"prompt": to_prompt(r), "completion": f" \\boxed{{{r['solution']}}}"} for r in train])
-    return prompts, sft, held_out
+    return prompts, sft
 
 
 def train_process_reward(cfg: dict[str, Any], out: Path, state) -> dict[str, Any]:
@@ -104,7 +104,7 @@ def main() -> None:
     if tiny:
         with state.main_process_first():
             model = str(tiny_model_dir("causal_lm", seed=cfg.get("seed", 0)))
-    prompts, sft, _ = datasets_from(cfg)
+    prompts, sft = datasets_from(cfg)
     ws = cfg.get("warmstart", {})
     if ws.get("steps", 40 if tiny else 0) > 0:
         model = sft_warm_start(model, sft, out / "warmstart", steps=ws.get("steps", 40),
