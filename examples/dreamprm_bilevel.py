@@ -131,6 +131,8 @@ def main(argv=None) -> int:
         cfg.setdefault("trainer", {})["max_steps"] = args.max_steps
     from accelerate import Accelerator
 
+    from rewardkit.recipes import end_run
+
     accelerator = Accelerator()
     os.makedirs(cfg["output_dir"], exist_ok=True)
     data = build_data(cfg)
@@ -159,6 +161,7 @@ def main(argv=None) -> int:
             print(f"{'':14s} good-bad score margin by domain: {r.get('margin_by_domain')}")
             print(f"{'':14s} BoN by domain: {r.get('bon_by_domain')}  lower {r['lower_ms']:.0f} ms, "
                   f"upper {r['upper_ms']:.0f} ms, {r['train_seconds']:.0f} s")
+    end_run(accelerator)
     return 0
 
 

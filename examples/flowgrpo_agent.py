@@ -87,6 +87,7 @@ def main() -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import get_reward
+    from rewardkit.recipes import end_run
     from rewardkit.testing import tiny_model_dir
     from rewardkit.trl import build_trainer
 
@@ -138,6 +139,7 @@ def main() -> None:
         print(f"success (sampled) {before['sampled']['success']:.3f} -> {after['sampled']['success']:.3f}; "
               f"greedy {before['greedy']['success']:.3f} -> {after['greedy']['success']:.3f}; "
               f"train {train_s:.0f}s; plot {out / 'flowgrpo_agent.png'}")
+    end_run(trainer.accelerator)
 
 
 if __name__ == "__main__":

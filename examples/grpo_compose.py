@@ -88,7 +88,7 @@ def main() -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import compose
-    from rewardkit.recipes import launch_state, sft_warm_start, write_run_report
+    from rewardkit.recipes import end_run, launch_state, sft_warm_start, write_run_report
     from rewardkit.testing import tiny_model_dir
     from rewardkit.trl import build_trainer
 
@@ -127,6 +127,7 @@ def main() -> None:
         summary = write_run_report(trainer.state.log_history, rewards.names, out, weights=rewards.weights)
         print(json.dumps(summary, indent=2))
         print(f"wrote {out / 'metrics.jsonl'} and {out / 'rewards.png'}")
+    end_run(state)
 
 
 if __name__ == "__main__":

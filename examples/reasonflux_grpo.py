@@ -55,7 +55,7 @@ def main() -> None:
 
     from rewardkit import compose
     from rewardkit.data import load_arithmetic, to_prompt
-    from rewardkit.recipes import launch_state, write_run_report
+    from rewardkit.recipes import end_run, launch_state, write_run_report
     from rewardkit.testing import tiny_model_dir
 
     args = parse_args()
@@ -101,6 +101,7 @@ def main() -> None:
         summary = write_run_report(trainer.state.log_history, rewards.names, out, weights=rewards.weights,
                                    title="ReasonFlux-PRM reward mixing during GRPO", total_label="mixed (Eq. 12)")
         print(json.dumps(summary, indent=2))
+    end_run(state)
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def main() -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import get_hook, get_reward
-    from rewardkit.recipes import launch_state
+    from rewardkit.recipes import end_run, launch_state
     from rewardkit.testing import tiny_model_dir
     from rewardkit.trl import build_trainer
 
@@ -170,6 +170,7 @@ def main() -> None:
         plot(history, names, out / "reward_by_stage.png")
         print(json.dumps(summary, indent=2))
         print(f"wrote {out / 'metrics.jsonl'}, {out / 'stages.json'} and {out / 'reward_by_stage.png'}")
+    end_run(state)
 
 
 if __name__ == "__main__":

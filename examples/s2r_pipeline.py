@@ -177,6 +177,7 @@ def main() -> None:
     from rewardkit_s2r.stage0 import policy_prompt
 
     from rewardkit.data import load_arithmetic
+    from rewardkit.recipes import end_run
     from rewardkit.testing import tiny_model_dir
 
     cfg = load_config()
@@ -229,6 +230,7 @@ def main() -> None:
         results["seconds"] = time.time() - t0
         (out_dir / "results.json").write_text(json.dumps(results, indent=2))
         print(f"done in {results['seconds']:.0f}s; results in {out_dir / 'results.json'}")
+    end_run(state)
 
 
 if __name__ == "__main__":

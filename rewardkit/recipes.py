@@ -28,6 +28,18 @@ def launch_state(use_cpu: bool | None = None) -> tuple[Any, bool]:
     return PartialState(cpu=use_cpu), use_cpu
 
 
+def end_run(state: Any) -> None:
+    """Wait for every rank, then close the process group.
+
+    A gloo rank that exits with its group still open can abort in C++ ("terminate called without an
+    active exception") while its peer is still shutting down, and the launcher then reports the whole
+    run as failed. ``state`` is the ``PartialState`` or the trainer's ``Accelerator``.
+    """
+    state = getattr(state, "state", state)  # an Accelerator keeps its AcceleratorState there
+    state.wait_for_everyone()
+    state.destroy_process_group()
+
+
 def sft_warm_start(model: str, dataset: Any, output_dir: str | Path, *, steps: int = 40, learning_rate: float = 3e-3,
                    batch_size: int = 16, seed: int = 0, use_cpu: bool = False, state: Any = None) -> str:
     """Fine-tune ``model`` for ``steps`` steps on a prompt/completion ``dataset`` with TRL's

@@ -56,6 +56,7 @@ def main() -> None:
 
     from rewardkit import Reward, compose, get_hook
     from rewardkit.prm import PRMReward, TaggedScorer
+    from rewardkit.recipes import end_run
     from rewardkit.reducers import reduce_steps
     from rewardkit.testing import tiny_grpo_config, tiny_model_dir, tiny_prompt_dataset
     from rewardkit.trl import (
@@ -223,6 +224,7 @@ def main() -> None:
     }
     with open(os.path.join(args.out, f"rank{acc.process_index}.json"), "w") as fh:
         json.dump(result, fh)
+    end_run(acc)
 
 
 if __name__ == "__main__":

@@ -195,6 +195,7 @@ import json, sys
 from trl import GRPOTrainer
 from rewardkit import get_hook, get_reward
 from rewardkit.testing import tiny_grpo_config, tiny_model_dir
+from rewardkit.recipes import end_run
 from rewardkit.trl import build_trainer
 from rewardkit_rewardmap.data import make_dataset
 
@@ -209,6 +210,7 @@ rank = tr.accelerator.process_index
 with open(f"{sys.argv[1]}/result_{rank}.json", "w") as fh:   # one file per rank: stdout lines interleave
     json.dump({"rank": rank, "stages": hook.stage_history, "advances": hook.advances,
                "seen": hook.seen_indices}, fh)
+end_run(tr.accelerator)
 """
 
 
@@ -217,14 +219,19 @@ def test_two_processes_agree_on_the_stage(tmp_path):
     """Two CPU ranks (gloo): the gate gathers across ranks, so both draw the same chunks."""
     import json
     import os
+    import socket
     import subprocess
     import sys
 
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     script = tmp_path / "run.py"
     script.write_text(DISTRIBUTED_SCRIPT)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--mixed_precision", "no", "--num_machines", "1", "--dynamo_backend", "no", str(script), str(tmp_path / "o")]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+           "--mixed_precision", "no", "--num_machines", "1", "--dynamo_backend", "no",
+           "--main_process_port", str(port), str(script), str(tmp_path / "o")]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     files = sorted((tmp_path / "o").glob("result_*.json"))
     assert proc.returncode == 0 and len(files) == 2, proc.stderr[-3000:]

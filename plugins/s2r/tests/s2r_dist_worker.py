@@ -10,6 +10,7 @@ from rewardkit_s2r.advantage import S2RProcessAdvantage
 from rewardkit_s2r.parse import format_trajectory
 
 from rewardkit import get_reward
+from rewardkit.recipes import end_run
 
 acc = Accelerator(cpu=True)
 rank = acc.process_index
@@ -25,3 +26,4 @@ adv = hook.compute(reward.last_details, hook._gather(trainer, pairs))
 with open(f"{sys.argv[1]}/rank{rank}.json", "w") as fh:
     json.dump({"sums": hook.table.sums, "counts": hook.table.counts, "adv": adv,
                "baselines": hook.last_baselines, "world": acc.num_processes}, fh)
+end_run(acc)
