@@ -80,14 +80,14 @@ def step_callback(record: list):
 
 
 def run(kind: str, steps: int, queries: int, max_len: int, model_path: str, tok) -> dict:
+    from rewardkit_flowgrpo import FlowRollout
+    from rewardkit_flowgrpo.toy import toy_dataset, toy_system
+    from rewardkit_flowgrpo.trainer import flowgrpo_grpo_kwargs
     from trl import GRPOTrainer
 
     from rewardkit import get_hook, get_reward
     from rewardkit.testing import tiny_grpo_config
     from rewardkit.trl import build_trainer
-    from rewardkit_flowgrpo import FlowRollout
-    from rewardkit_flowgrpo.toy import toy_dataset, toy_system
-    from rewardkit_flowgrpo.trainer import flowgrpo_grpo_kwargs
 
     timers = Timers()
     step_times: list[float] = []

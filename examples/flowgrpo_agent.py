@@ -63,14 +63,17 @@ def plot(history, before, after, path):
     axes[0].plot(steps, [h["flowgrpo/success"] for h in history if "flowgrpo/success" in h], label="rollout success")
     axes[0].plot(steps, [h["flowgrpo/zero_std_frac"] for h in history if "flowgrpo/success" in h],
                  label="zero-std groups", alpha=0.6)
-    axes[0].set_xlabel("step"); axes[0].set_title("Flow-GRPO training rollouts"); axes[0].legend(); axes[0].set_ylim(-0.02, 1.02)
+    axes[0].set(xlabel="step", title="Flow-GRPO training rollouts", ylim=(-0.02, 1.02))
+    axes[0].legend()
     axes[1].plot(steps, [h["flowgrpo/turns_mean"] for h in history if "flowgrpo/success" in h])
-    axes[1].set_xlabel("step"); axes[1].set_title("planner turns per trajectory")
+    axes[1].set(xlabel="step", title="planner turns per trajectory")
     names = ["sampled", "greedy"]
     x = range(len(names))
     axes[2].bar([i - 0.2 for i in x], [before[n]["success"] for n in names], 0.4, label="before")
     axes[2].bar([i + 0.2 for i in x], [after[n]["success"] for n in names], 0.4, label="after")
-    axes[2].set_xticks(list(x), names); axes[2].set_ylim(0, 1.05); axes[2].set_title("held-out success rate"); axes[2].legend(loc="upper left")
+    axes[2].set_xticks(list(x), names)
+    axes[2].set(ylim=(0, 1.05), title="held-out success rate")
+    axes[2].legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

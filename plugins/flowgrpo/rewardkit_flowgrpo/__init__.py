@@ -24,7 +24,14 @@ from rewardkit_flowgrpo.agent import (
 from rewardkit_flowgrpo.modules import HFModule, Module, ModuleError, OpenAIModule, PythonModule
 from rewardkit_flowgrpo.reward import FlowOutcome, LLMJudge, exact_judge, normalise_answer
 from rewardkit_flowgrpo.rollout import FlowRollout, trajectories_to_rows
-from rewardkit_flowgrpo.tools import DocumentStore, Tool, ToolRegistry, ToolResult, calculator, default_registry
+from rewardkit_flowgrpo.tools import (
+    DocumentStore,
+    Tool,
+    ToolRegistry,
+    ToolResult,
+    calculator,
+    default_registry,
+)
 
 __all__ = [
     "AdvantageResult", "AgentSystem", "DocumentStore", "FlowBroadcastHook", "FlowOutcome", "FlowRollout",

@@ -106,7 +106,7 @@ def flow_advantages(rewards: Sequence[float | None], query_ids: Sequence[Hashabl
             if t in per_traj:
                 groups.setdefault(q, []).append(per_traj[t])
     else:
-        for r, q, t, pad in zip(rewards, query_ids, traj_ids, is_pad):
+        for q, t, pad in zip(query_ids, traj_ids, is_pad):
             if not pad:
                 groups.setdefault(q, []).append(per_traj[t])
 

@@ -26,7 +26,6 @@ import logging
 from typing import Any
 
 from rewardkit.trl import TrainerHook
-
 from rewardkit_flowgrpo.advantages import LOSS_NORMS, NORMS, flow_advantages
 from rewardkit_flowgrpo.agent import HFPlanner
 from rewardkit_flowgrpo.reward import FlowOutcome

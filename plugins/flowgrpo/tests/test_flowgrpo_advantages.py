@@ -3,7 +3,6 @@
 import math
 
 import pytest
-
 from rewardkit_flowgrpo.advantages import broadcast, flow_advantages, trajectory_rewards
 
 # One query "q", G = 3 trajectories, T_max = 3 turn slots each:

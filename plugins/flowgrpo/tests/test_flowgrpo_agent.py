@@ -6,9 +6,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-from rewardkit import get_reward
-from rewardkit.testing import LogCapture
 from rewardkit_flowgrpo import (
     AgentSystem,
     DocumentStore,
@@ -24,7 +21,18 @@ from rewardkit_flowgrpo import (
     parse_action,
 )
 from rewardkit_flowgrpo.modules import ModuleError
-from rewardkit_flowgrpo.toy import toy_documents, toy_executor, toy_generator, toy_rows, toy_system, toy_verifier
+from rewardkit_flowgrpo.toy import (
+    toy_documents,
+    toy_executor,
+    toy_generator,
+    toy_rows,
+    toy_system,
+    toy_verifier,
+)
+
+from rewardkit import get_reward
+from rewardkit.testing import LogCapture
+
 
 def oracle(prompt: str) -> str:
     return "Tool: calculator" if "lookup(" in prompt else "Tool: lookup"
@@ -265,9 +273,8 @@ def test_rollout_rejects_prompts_not_grouped_by_g_times_tmax(tiny_tokenizer):
 
 def test_format_warmup_teaches_the_tool_format(tiny_model_path, tiny_tokenizer):
     import torch
-    from transformers import AutoModelForCausalLM
-
     from rewardkit_flowgrpo.toy import format_warmup
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path)

@@ -5,14 +5,14 @@ import random
 
 import pytest
 import torch
+from rewardkit_flowgrpo import AgentSystem, FlowRollout, default_registry, flow_advantages
+from rewardkit_flowgrpo.toy import toy_dataset, toy_executor
+from rewardkit_flowgrpo.trainer import FlowGRPOCompatError, check_flowgrpo_compat, flowgrpo_grpo_kwargs
 from trl import GRPOTrainer
 
 from rewardkit import get_hook, get_reward
 from rewardkit.testing import tiny_grpo_config
 from rewardkit.trl import build_trainer
-from rewardkit_flowgrpo import AgentSystem, FlowRollout, default_registry, flow_advantages
-from rewardkit_flowgrpo.trainer import FlowGRPOCompatError, check_flowgrpo_compat, flowgrpo_grpo_kwargs
-from rewardkit_flowgrpo.toy import toy_dataset, toy_executor
 
 G, T_MAX = 4, 3
 
