@@ -124,7 +124,7 @@ def stage0(policy_path: str, rows: list[dict], cfg: dict, out_dir: Path) -> list
                                               seed=cfg["seed"]))
     finally:
         if server is not None:
-            server.shutdown()
+            server.stop()
     s = res.stats
     print(f"  stage 0: {s['questions']} questions, sample accuracy {s['sample_accuracy']:.3f}, judge agreement "
           f"{s['judge_agreement']:.3f} ({s.get('verifications_disagree', 0)} verifications dropped), "

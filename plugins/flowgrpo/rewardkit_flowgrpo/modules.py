@@ -6,19 +6,18 @@ A :class:`Module` turns chat messages into text: ``module.complete(messages) -> 
 * :class:`HFModule` — a transformers causal LM (path or instance), greedy by default (AgentFlow keeps
   the frozen modules at temperature 0);
 * :class:`OpenAIModule` — any OpenAI-compatible ``/v1/chat/completions`` endpoint over HTTP
-  (vLLM, SGLang, llama.cpp server, OpenAI), standard library only.
+  (vLLM, SGLang, llama.cpp server, OpenAI), through :mod:`rewardkit.serve.openai_compat`.
 
 Modules load lazily (``_lazy_*`` attributes are dropped on pickling, like rewardkit rewards).
 """
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
+
+from rewardkit.serve.openai_compat import ChatCompletionsError, choice_texts, post_chat_completions
 
 Messages = list[dict[str, str]]
 
@@ -116,38 +115,33 @@ class OpenAIModule(Module):
         base_url: e.g. ``http://localhost:8000/v1``.
         model: the served model name.
         api_key: sent as ``Authorization: Bearer``; None sends no header.
+        timeout: seconds per request; max_retries: retries on timeouts, connection errors and 5xx.
     """
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, temperature: float = 0.0,
-                 max_tokens: int = 512, timeout: float = 60.0, extra_body: dict[str, Any] | None = None) -> None:
+                 max_tokens: int = 512, timeout: float = 60.0, max_retries: int = 2,
+                 extra_body: dict[str, Any] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = api_key
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.timeout = timeout
+        self.max_retries = max_retries
         self.extra_body = dict(extra_body or {})
 
     def complete(self, messages: Messages) -> str:
         body = {"model": self.model, "messages": messages, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, **self.extra_body}
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(),
-                                     headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                payload = json.loads(resp.read().decode("utf-8"))
-        except urllib.error.HTTPError as exc:
-            raise ModuleError(f"{self.base_url}: HTTP {exc.code}: {exc.read()[:200]!r}") from exc
-        except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as exc:
+            reply = post_chat_completions(self.base_url, body, api_key=self.api_key, timeout=self.timeout,
+                                          max_retries=self.max_retries)
+            texts = choice_texts(reply)
+        except ChatCompletionsError as exc:
             raise ModuleError(f"{self.base_url}: {exc}") from exc
-        try:
-            content = payload["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError) as exc:
-            raise ModuleError(f"{self.base_url}: malformed chat completion {str(payload)[:200]}") from exc
-        return content or ""
+        if not texts:
+            raise ModuleError(f"{self.base_url}: a chat completion without choices")
+        return texts[0]
 
 
 def as_module(x: Any) -> Module:

@@ -1,9 +1,7 @@
 """Tools, the agent loop, rollout rows, the outcome reward and an OpenAI-compatible loopback server."""
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from rewardkit_flowgrpo import (
@@ -31,6 +29,7 @@ from rewardkit_flowgrpo.toy import (
 )
 
 from rewardkit import get_reward
+from rewardkit.serve.openai_compat import ChatCompletionsServer
 from rewardkit.testing import LogCapture
 
 
@@ -176,44 +175,23 @@ def test_exact_and_math_judges():
     assert m(["q"] * 2, ["a"] * 2, answer=["1/2", "3"], flowgrpo_answer=["0.5", "4"]) == [1.0, 0.0]
 
 
-class _ChatHandler(BaseHTTPRequestHandler):
-    replies: dict = {}
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][-1]["content"]
-        if self.path != "/v1/chat/completions":
-            self.send_response(404)
-            self.end_headers()
-            return
-        if "Ground truth" in prompt:  # judge
-            text = "garbled" if "BROKEN" in prompt else (
-                "analysis: same\ntrue_false: True" if "Response: 21" in prompt else "true_false: False")
-        elif "Command:" in prompt:  # executor
-            text = "Command: price of apple" if "Tool: lookup" in prompt else "Command: 3 * 7"
-        elif "Conclusion" in prompt:  # verifier
-            text = "Conclusion: STOP" if "-> 21" in prompt else "Conclusion: CONTINUE"
-        else:  # generator
-            text = "Thinking... <answer>21</answer>"
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+def _scripted_modules(messages, request):
+    """The frozen executor, verifier, generator and judge of the toy task, as a served model."""
+    prompt = messages[-1]["content"]
+    if "Ground truth" in prompt:  # judge
+        return ["garbled" if "BROKEN" in prompt else (
+            "analysis: same\ntrue_false: True" if "Response: 21" in prompt else "true_false: False")]
+    if "Command:" in prompt:  # executor
+        return ["Command: price of apple" if "Tool: lookup" in prompt else "Command: 3 * 7"]
+    if "Conclusion" in prompt:  # verifier
+        return ["Conclusion: STOP" if "-> 21" in prompt else "Conclusion: CONTINUE"]
+    return ["Thinking... <answer>21</answer>"]  # generator
 
 
 @pytest.fixture
 def chat_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with ChatCompletionsServer(_scripted_modules) as server:
+        yield server.base_url
 
 
 def test_frozen_modules_and_llm_judge_over_openai_compatible_http(chat_server, tiny_tokenizer):

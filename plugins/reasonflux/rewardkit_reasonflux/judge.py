@@ -21,16 +21,19 @@ import hashlib
 import json
 import os
 import re
-import socket
 import sqlite3
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from rewardkit.serve.openai_compat import (
+    ChatCompletionsError,
+    ChatCompletionsTimeout,
+    choice_texts,
+    post_chat_completions,
+)
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 FIELD = re.compile(r"\{\{(\w+)\}\}")
@@ -300,47 +303,14 @@ class OpenAIBackend(JudgeBackend):
     def identity(self) -> str:
         return f"openai:{self.base_url}:{self.model}:{self.system or ''}"
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        key = self.api_key or os.environ.get(self.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
-
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.base_url}/chat/completions"
-        data = json.dumps(body).encode("utf-8")
-        last: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.backoff * attempt)
-            req = urllib.request.Request(url, data=data, headers=self._headers(), method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    raw = resp.read()
-            except urllib.error.HTTPError as exc:
-                detail = exc.read()[:300].decode("utf-8", "replace")
-                if exc.code >= 500:
-                    last = JudgeError(f"judge endpoint {url} answered HTTP {exc.code}: {detail}")
-                    continue
-                raise JudgeError(f"judge endpoint {url} answered HTTP {exc.code}: {detail}") from None
-            except TimeoutError as exc:
-                last = exc
-                continue
-            except urllib.error.URLError as exc:
-                if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-                    last = TimeoutError(str(exc.reason))
-                else:
-                    last = JudgeError(f"cannot reach judge endpoint {url}: {exc.reason}")
-                continue
-            try:
-                return json.loads(raw)
-            except json.JSONDecodeError:
-                raise JudgeError(f"judge endpoint {url} returned malformed JSON: {raw[:200]!r}") from None
-        if isinstance(last, TimeoutError):
-            raise JudgeTimeoutError(f"judge endpoint {url} did not answer within {self.timeout:g} s "
-                                    f"({self.max_retries + 1} attempts)")
-        raise last if last is not None else JudgeError(f"judge endpoint {url} failed")
+        try:
+            return post_chat_completions(self.base_url, body, api_key=self.api_key or os.environ.get(self.api_key_env),
+                                         timeout=self.timeout, max_retries=self.max_retries, backoff=self.backoff)
+        except ChatCompletionsTimeout as exc:
+            raise JudgeTimeoutError(f"judge endpoint {exc}") from None
+        except ChatCompletionsError as exc:
+            raise JudgeError(f"judge endpoint {exc}") from None
 
     def _one(self, prompt: Prompt, max_tokens: int, temperature: float, n: int,
              choices: Sequence[str] | None, seed: int | None) -> list[str]:
@@ -350,15 +320,13 @@ class OpenAIBackend(JudgeBackend):
             body["seed"] = seed
         if choices and self.guided_choice_field:
             body[self.guided_choice_field] = list(choices)
-        resp = self._post(body)
         try:
-            answers = [c["message"]["content"] for c in sorted(resp["choices"], key=lambda c: c.get("index", 0))]
-        except (KeyError, TypeError) as exc:
-            raise JudgeError(f"judge endpoint returned an unexpected body (missing {exc}): "
-                             f"{json.dumps(resp)[:200]}") from None
+            answers = choice_texts(self._post(body))
+        except ChatCompletionsError as exc:
+            raise JudgeError(f"judge endpoint returned an {exc}") from None
         if len(answers) != n:
             raise JudgeError(f"judge endpoint returned {len(answers)} choices, asked for n={n}")
-        return [a if isinstance(a, str) else "" for a in answers]
+        return answers
 
     def complete(self, prompts, *, max_tokens=64, temperature=0.0, n=1, choices=None, seed=None):
         prompts = list(prompts)

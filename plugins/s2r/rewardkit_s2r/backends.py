@@ -8,14 +8,15 @@ endpoint on a local port (used for the loopback tests and the offline pipeline's
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from rewardkit.serve.openai_compat import (
+    ChatCompletionsError,
+    ChatCompletionsServer,
+    choice_texts,
+    post_chat_completions,
+)
 
 Prompt = str | list[dict[str, Any]]
 
@@ -96,25 +97,8 @@ class OpenAIBackend:
         self.max_retries = max_retries
 
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        url = f"{self.base_url}/chat/completions"
-        last: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read().decode("utf-8"))
-            except urllib.error.HTTPError as exc:
-                body = exc.read().decode("utf-8", "replace")[:500]
-                if exc.code < 500:
-                    raise RuntimeError(f"{url} answered HTTP {exc.code}: {body}") from None
-                last = RuntimeError(f"{url} answered HTTP {exc.code}: {body}")
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                last = exc
-            time.sleep(0.2 * (attempt + 1))
-        raise RuntimeError(f"{url} failed after {self.max_retries + 1} tries: {last}")
+        return post_chat_completions(self.base_url, payload, api_key=self.api_key, timeout=self.timeout,
+                                     max_retries=self.max_retries, backoff=0.2)
 
     def generate(self, prompts: Sequence[Prompt], n: int = 1, *, temperature: float = 0.7, top_p: float = 1.0,
                  max_new_tokens: int = 256) -> list[list[str]]:
@@ -122,12 +106,12 @@ class OpenAIBackend:
         for p in prompts:
             texts: list[str] = []
             while len(texts) < n:  # servers may ignore n: ask again for the rest
-                data = self._post({"model": self.model, "messages": as_messages(p), "n": n - len(texts),
-                                   "temperature": temperature, "top_p": top_p, "max_tokens": max_new_tokens})
-                choices = data.get("choices") or []
-                if not choices:
-                    raise RuntimeError(f"{self.base_url}: response without choices: {str(data)[:300]}")
-                texts.extend((c.get("message") or {}).get("content") or "" for c in choices)
+                got = choice_texts(self._post({"model": self.model, "messages": as_messages(p), "n": n - len(texts),
+                                               "temperature": temperature, "top_p": top_p,
+                                               "max_tokens": max_new_tokens}))
+                if not got:
+                    raise ChatCompletionsError(f"{self.base_url}: a reply without choices")
+                texts.extend(got)
             out.append(texts[:n])
         return out
 
@@ -142,71 +126,25 @@ def get_backend(spec: Any, *, model: str = "default", api_key: str | None = None
     return TransformersBackend(spec, **kwargs)
 
 
-# -- a minimal OpenAI-compatible server --------------------------------------------------------
+# -- serving a backend over loopback -----------------------------------------------------------
 
 GenerateFn = Callable[[list[dict[str, Any]], int, float, float, int], list[str]]
 
 
-def _as_generate_fn(backend: Any) -> GenerateFn:
+def serve(backend: Any, host: str = "127.0.0.1", port: int = 0,
+          model_name: str = "rewardkit-local") -> tuple[ChatCompletionsServer, str]:
+    """Serve ``backend`` (a backend or ``fn(messages, n, temperature, top_p, max_tokens) -> [str]``)
+    at ``http://host:port/v1``. Returns ``(server, base_url)``; stop it with ``server.stop()``."""
     if hasattr(backend, "generate"):
         def fn(messages, n, temperature, top_p, max_tokens):
             return backend.generate([messages], n, temperature=temperature, top_p=top_p,
                                     max_new_tokens=max_tokens)[0]
-        return fn
-    return backend
+    else:
+        fn = backend
 
+    def generate(messages: list[dict[str, Any]], request: dict[str, Any]) -> list[str]:
+        return fn(messages, int(request.get("n", 1)), float(request.get("temperature", 1.0)),
+                  float(request.get("top_p", 1.0)), int(request.get("max_tokens") or 256))
 
-def serve(backend: Any, host: str = "127.0.0.1", port: int = 0, model_name: str = "rewardkit-local"):
-    """Serve ``backend`` (a backend or ``fn(messages, n, temperature, top_p, max_tokens) -> [str]``)
-    at ``http://host:port/v1``. Returns ``(server, base_url)``; stop it with ``server.shutdown()``."""
-    fn = _as_generate_fn(backend)
-    lock = threading.Lock()  # one generation at a time: local models are not thread-safe
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # quiet
-            pass
-
-        def _send(self, code: int, obj: dict[str, Any]) -> None:
-            body = json.dumps(obj).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            if self.path.rstrip("/") in ("/v1/models", "/models"):
-                self._send(200, {"object": "list", "data": [{"id": model_name, "object": "model"}]})
-            else:
-                self._send(404, {"error": {"message": f"no route {self.path}"}})
-
-        def do_POST(self) -> None:
-            if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-                self._send(404, {"error": {"message": f"no route {self.path}"}})
-                return
-            try:
-                req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                messages = req["messages"]
-                if not isinstance(messages, list):
-                    raise ValueError("messages must be a list")
-            except (ValueError, KeyError) as exc:
-                self._send(400, {"error": {"message": f"bad request: {exc}"}})
-                return
-            try:
-                with lock:
-                    texts = fn(messages, int(req.get("n", 1)), float(req.get("temperature", 1.0)),
-                               float(req.get("top_p", 1.0)), int(req.get("max_tokens") or 256))
-            except Exception as exc:  # report, don't kill the server
-                self._send(500, {"error": {"message": f"{type(exc).__name__}: {exc}"}})
-                return
-            self._send(200, {"id": "chatcmpl-rk", "object": "chat.completion", "created": int(time.time()),
-                             "model": req.get("model", model_name),
-                             "choices": [{"index": i, "finish_reason": "stop",
-                                          "message": {"role": "assistant", "content": t}}
-                                         for i, t in enumerate(texts)]})
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, f"http://{host}:{server.server_address[1]}/v1"
+    server = ChatCompletionsServer(generate, host=host, port=port, model_name=model_name).start()
+    return server, server.base_url

@@ -56,8 +56,8 @@ def servers():
     policy_server, policy_url = serve(policy_fn)
     judge_server, judge_url = serve(judge_fn)
     yield policy_url, judge_url
-    policy_server.shutdown()
-    judge_server.shutdown()
+    policy_server.stop()
+    judge_server.stop()
 
 
 def test_schedule_and_agreement_filter_over_http(servers):
@@ -122,7 +122,7 @@ def test_real_tiny_model_behind_a_loopback_server(tiny_model_path):
         with pytest.raises(RuntimeError, match="HTTP 404"):
             OpenAIBackend(url.replace("/v1", "/nope")).generate(["x"], max_new_tokens=2)
     finally:
-        server.shutdown()
+        server.stop()
 
 
 def test_cli_subcommand(servers, tmp_path):
