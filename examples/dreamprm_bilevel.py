@@ -11,14 +11,12 @@ the ``rewardkit bon`` format) and checkpoints every ``save_steps`` (resume with 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 from typing import Any
 
 import torch
-import yaml
 
 
 def is_main() -> bool:
@@ -120,18 +118,12 @@ def plot(results: list[dict[str, Any]], corrupted, path: str) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="examples/configs/dreamprm_bilevel.yaml")
-    ap.add_argument("--resume", action="store_true", help="continue each run from its last checkpoint")
-    ap.add_argument("--max-steps", type=int, help="override trainer.max_steps")
-    args = ap.parse_args(argv)
-    with open(args.config) as fh:
-        cfg = yaml.safe_load(fh)
-    if args.max_steps:
-        cfg.setdefault("trainer", {})["max_steps"] = args.max_steps
-    from accelerate import Accelerator
+    from rewardkit.recipes import end_run, load_example_config
 
-    from rewardkit.recipes import end_run
+    cfg = load_example_config("examples/configs/dreamprm_bilevel.yaml", argv, description=__doc__,
+                              aliases={"max_steps": "trainer.max_steps", "resume": "resume"})
+    resume = bool(cfg.pop("resume", False))  # continue each run from its last checkpoint
+    from accelerate import Accelerator
 
     accelerator = Accelerator()
     os.makedirs(cfg["output_dir"], exist_ok=True)
@@ -143,7 +135,7 @@ def main(argv=None) -> int:
                                      "responses": [c.response for c in p["candidates"]]}) + "\n")
     weighting = cfg.get("trainer", {}).get("weighting", "domain")
     runs = [weighting] + (["none"] if cfg.get("compare_uniform", True) and weighting != "none" else [])
-    results = [run_one(cfg, data, w, s, accelerator, args.resume) for s in cfg.get("seeds", [0]) for w in runs]
+    results = [run_one(cfg, data, w, s, accelerator, resume) for s in cfg.get("seeds", [0]) for w in runs]
     if is_main():
         plot(results, tuple(data["corrupted"]), os.path.join(cfg["output_dir"], "domain_weights.png"))
         summary = [{k: v for k, v in r.items() if k != "history"} for r in results]

@@ -10,7 +10,6 @@ structured memory. Prints the success rate before and after training and saves a
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -18,25 +17,6 @@ from pathlib import Path
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def load_config() -> dict:
-    import yaml
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="examples/configs/flowgrpo_agent.yaml")
-    known, rest = parser.parse_known_args()
-    cfg = yaml.safe_load(Path(known.config).read_text())
-    # any "--key value" overrides the YAML (values parsed as YAML scalars)
-    it = iter(rest)
-    for flag in it:
-        if not flag.startswith("--"):
-            raise SystemExit(f"unexpected argument {flag!r}")
-        key = flag[2:].replace("-", "_")
-        if key not in cfg:
-            raise SystemExit(f"unknown option --{key} (keys: {sorted(cfg)})")
-        cfg[key] = yaml.safe_load(next(it))
-    return cfg
 
 
 def evaluate(system, model, tok, rows, cfg, label):
@@ -79,7 +59,9 @@ def plot(history, before, after, path):
 
 
 def main() -> None:
-    cfg = load_config()
+    from rewardkit.recipes import load_example_config
+
+    cfg = load_example_config("examples/configs/flowgrpo_agent.yaml", description=__doc__)
     import torch
 
     torch.set_num_threads(int(cfg.get("torch_threads") or 1))

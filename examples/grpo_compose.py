@@ -9,41 +9,16 @@ a tiny process reward model (PRM) on the bundled step-labelled chains, then trai
 TRL's GRPOTrainer on the config's ``rewards`` spec plus ``prm.score`` (the PRM's step scores). It writes
 ``metrics.jsonl`` (one line per logged step) and ``rewards.png`` (each reward's mean over steps)
 into ``output_dir``. ``--model Qwen/Qwen2.5-0.5B-Instruct`` (or any path) trains a real model
-instead, without the warm start unless asked.
+instead, without the warm start unless asked. Any config key can be overridden on the command line:
+``--max-steps 4``, ``--warmstart-steps 0``, ``--grpo.learning_rate 1e-5``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
 from typing import Any
-
-import yaml
-
-
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="examples/configs/grpo_compose.yaml")
-    p.add_argument("--model", help="'tiny' (offline, default), a Hub id or a local path")
-    p.add_argument("--output-dir")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--warmstart-steps", type=int, help="SFT steps before GRPO (0 disables)")
-    return p.parse_args()
-
-
-def load_config(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = yaml.safe_load(Path(args.config).read_text())
-    if args.model:
-        cfg["model"] = args.model
-    if args.output_dir:
-        cfg["output_dir"] = args.output_dir
-    if args.max_steps is not None:
-        cfg["grpo"]["max_steps"] = args.max_steps
-    if args.warmstart_steps is not None:
-        cfg.setdefault("warmstart", {})["steps"] = args.warmstart_steps
-    return cfg
 
 
 def datasets_from(cfg: dict[str, Any]):
@@ -88,12 +63,12 @@ def main() -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import compose
-    from rewardkit.recipes import end_run, launch_state, sft_warm_start, write_run_report
+    from rewardkit.recipes import end_run, launch_state, load_example_config, sft_warm_start, write_run_report
     from rewardkit.testing import tiny_model_dir
     from rewardkit.trl import build_trainer
 
-    args = parse_args()
-    cfg = load_config(args)
+    cfg = load_example_config("examples/configs/grpo_compose.yaml", description=__doc__,
+                              aliases={"max_steps": "grpo.max_steps", "warmstart_steps": "warmstart.steps"})
     state, use_cpu = launch_state(cfg.get("grpo", {}).get("use_cpu"))
     cfg.setdefault("grpo", {})["use_cpu"] = use_cpu
     out = Path(cfg.get("output_dir", "runs/grpo_compose"))

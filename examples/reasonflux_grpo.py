@@ -14,23 +14,10 @@ Writes ``metrics.jsonl``, ``summary.json`` and ``rewards.png`` into ``output_dir
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
 from typing import Any
-
-import yaml
-
-
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="examples/configs/reasonflux_grpo.yaml")
-    p.add_argument("--model", help="'tiny' (offline, default), a Hub id or a local path")
-    p.add_argument("--prm", help="'tiny' or a path to a ReasonFlux-style PRM")
-    p.add_argument("--output-dir")
-    p.add_argument("--max-steps", type=int)
-    return p.parse_args()
 
 
 def warm_start(model: str, cfg: dict[str, Any], out: Path, state, use_cpu: bool) -> str:
@@ -55,16 +42,11 @@ def main() -> None:
 
     from rewardkit import compose
     from rewardkit.data import load_arithmetic, to_prompt
-    from rewardkit.recipes import end_run, launch_state, write_run_report
+    from rewardkit.recipes import end_run, launch_state, load_example_config, write_run_report
     from rewardkit.testing import tiny_model_dir
 
-    args = parse_args()
-    cfg = yaml.safe_load(Path(args.config).read_text())
-    for key in ("model", "prm", "output_dir"):
-        if getattr(args, key, None):
-            cfg[key] = getattr(args, key)
-    if args.max_steps is not None:
-        cfg["grpo"]["max_steps"] = args.max_steps
+    cfg = load_example_config("examples/configs/reasonflux_grpo.yaml", description=__doc__,
+                              aliases={"max_steps": "grpo.max_steps", "prm": "prm"})
     if cfg.get("torch_threads"):
         import torch
 

@@ -18,39 +18,10 @@ Outputs in ``output_dir``: ``metrics.jsonl`` (one line per logged step, with ``c
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
 from typing import Any
-
-import yaml
-
-
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="examples/configs/rewardmap_grpo.yaml")
-    p.add_argument("--model", help="'tiny' (offline, default), a Hub id or a local path")
-    p.add_argument("--output-dir")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--warmstart-steps", type=int, help="SFT steps before GRPO (0 disables)")
-    p.add_argument("--images", action="store_true", help="render the maps into an 'images' column (VLMs)")
-    return p.parse_args()
-
-
-def load_config(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = yaml.safe_load(Path(args.config).read_text())
-    if args.model:
-        cfg["model"] = args.model
-    if args.output_dir:
-        cfg["output_dir"] = args.output_dir
-    if args.max_steps is not None:
-        cfg["grpo"]["max_steps"] = args.max_steps
-    if args.warmstart_steps is not None:
-        cfg.setdefault("warmstart", {})["steps"] = args.warmstart_steps
-    if args.images:
-        cfg.setdefault("data", {})["images"] = True
-    return cfg
 
 
 def gold_completion(row: dict[str, Any]) -> str:
@@ -121,12 +92,13 @@ def main() -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import get_hook, get_reward
-    from rewardkit.recipes import end_run, launch_state
+    from rewardkit.recipes import end_run, launch_state, load_example_config
     from rewardkit.testing import tiny_model_dir
     from rewardkit.trl import build_trainer
 
-    args = parse_args()
-    cfg = load_config(args)
+    cfg = load_example_config("examples/configs/rewardmap_grpo.yaml", description=__doc__,
+                              aliases={"max_steps": "grpo.max_steps", "warmstart_steps": "warmstart.steps",
+                                       "images": "data.images"})
     state, use_cpu = launch_state(cfg.get("grpo", {}).get("use_cpu"))
     out = Path(cfg.get("output_dir", "runs/rewardmap_grpo"))
     out.mkdir(parents=True, exist_ok=True)

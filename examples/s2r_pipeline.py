@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -27,27 +26,6 @@ from pathlib import Path
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def load_config() -> dict:
-    import yaml
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="examples/configs/s2r_pipeline.yaml")
-    known, rest = parser.parse_known_args()
-    cfg = yaml.safe_load(Path(known.config).read_text())
-    it = iter(rest)
-    for flag in it:  # "--section.key value" overrides the YAML (values parsed as YAML scalars)
-        if not flag.startswith("--"):
-            raise SystemExit(f"unexpected argument {flag!r}")
-        *path, key = flag[2:].replace("-", "_").split(".")
-        node = cfg
-        for p in path:
-            node = node[p]
-        if key not in node:
-            raise SystemExit(f"unknown option {flag} (keys here: {sorted(node)})")
-        node[key] = yaml.safe_load(next(it))
-    return cfg
 
 
 def set_stop_tokens(path: str) -> None:
@@ -76,7 +54,10 @@ def sft(model_path: str, rows: list[dict], out: str, cfg: dict, collator=None) -
                          data_collator=collator)
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    print(f"  SFT loss {losses[0]:.3f} -> {losses[-1]:.3f} over {trainer.state.global_step} steps")
+    if losses:
+        print(f"  SFT loss {losses[0]:.3f} -> {losses[-1]:.3f} over {trainer.state.global_step} steps")
+    else:
+        print(f"  SFT: {trainer.state.global_step} steps, fewer than logging_steps (no loss logged)")
     trainer.save_model(out)
     tok.save_pretrained(out)
     set_stop_tokens(out)
@@ -177,10 +158,10 @@ def main() -> None:
     from rewardkit_s2r.stage0 import policy_prompt
 
     from rewardkit.data import load_arithmetic
-    from rewardkit.recipes import end_run
+    from rewardkit.recipes import end_run, load_example_config
     from rewardkit.testing import tiny_model_dir
 
-    cfg = load_config()
+    cfg = load_example_config("examples/configs/s2r_pipeline.yaml", description=__doc__)
     state = PartialState()
     out_dir = Path(cfg["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -212,7 +193,11 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     collator = S2RSFTCollator(AutoTokenizer.from_pretrained(base))
-    sft_path = sft(base, sft_records(records), str(out_dir / "stage1"), dict(cfg["stage1"], seed=cfg["seed"]),
+    stage1_rows = sft_records(records)
+    if not stage1_rows:
+        raise SystemExit(f"stage 0 kept no trajectories from {len(train_rows)} questions: nothing to fine-tune on "
+                         "(more data.train_questions, a longer warm-up, or a real model)")
+    sft_path = sft(base, stage1_rows, str(out_dir / "stage1"), dict(cfg["stage1"], seed=cfg["seed"]),
                    collator=collator)
     print(f"  masked {collator.masked_tokens} earlier-attempt tokens, trained on {collator.loss_tokens}")
     if state.is_main_process:

@@ -16,23 +16,11 @@ trajectory_target}``; with ``build_targets: true`` the targets are computed firs
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
-
-import yaml
-
-
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="examples/configs/reasonflux_train_prm.yaml")
-    p.add_argument("--model", help="'tiny' (offline) or a path to a token-classification PRM")
-    p.add_argument("--output-dir")
-    p.add_argument("--epochs", type=int)
-    return p.parse_args()
 
 
 def load_records(cfg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -90,16 +78,11 @@ def main() -> None:
     from accelerate import PartialState
     from rewardkit_reasonflux.training import ReasonFluxPRMConfig, ReasonFluxPRMTrainer
 
+    from rewardkit.recipes import load_example_config
     from rewardkit.testing import tiny_model_dir
 
-    args = parse_args()
-    cfg = yaml.safe_load(Path(args.config).read_text())
-    if args.model:
-        cfg["model"] = args.model
-    if args.output_dir:
-        cfg["output_dir"] = args.output_dir
-    if args.epochs is not None:
-        cfg.setdefault("train", {})["epochs"] = args.epochs
+    cfg = load_example_config("examples/configs/reasonflux_train_prm.yaml", description=__doc__,
+                              aliases={"epochs": "train.epochs"})
     if cfg.get("torch_threads"):
         import torch
 

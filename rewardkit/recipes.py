@@ -1,4 +1,5 @@
-"""Small recipes the example scripts share: an SFT warm start and the run report.
+"""Small recipes the example scripts share: config loading, launch state, an SFT warm start and the
+run report.
 
 The run report is what every GRPO example leaves behind: ``metrics.jsonl`` (one line per logged
 step), ``summary.json`` (start vs end of the weighted reward and of each reward, averaged over the
@@ -8,9 +9,59 @@ first and last fifth of the logged steps) and ``rewards.png`` (each reward's mea
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+
+def load_example_config(default_config: str | Path, argv: Sequence[str] | None = None, *,
+                        aliases: Mapping[str, str] | None = None, description: str | None = None) -> dict[str, Any]:
+    """An example's YAML config with command-line overrides.
+
+    ``--config PATH`` picks the file (default ``default_config``). Every other ``--key value``
+    overrides one key: ``--grpo.max_steps 4`` for a nested key, dashes read as underscores, the
+    value read as YAML (``4``, ``true``, ``null``, ``[a, b]``); a flag with no value is ``true``.
+    A key the file does not have is an error that lists the keys there, so a typo never passes
+    silently. ``aliases`` maps short flags to paths (``{"max_steps": "grpo.max_steps"}``); an
+    alias may create its key.
+    """
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Any --key value or --section.key value overrides the YAML config.")
+    parser.add_argument("--config", default=str(default_config))
+    known, rest = parser.parse_known_args(argv)
+    cfg = yaml.safe_load(Path(known.config).read_text()) or {}
+    aliases = dict(aliases or {})
+    i = 0
+    while i < len(rest):
+        flag = rest[i]
+        if not flag.startswith("--") or flag == "--":
+            parser.error(f"unexpected argument {flag!r}")
+        name, _, inline = flag[2:].partition("=")
+        name = name.replace("-", "_")
+        if inline:
+            value, i = inline, i + 1
+        elif i + 1 < len(rest) and not rest[i + 1].startswith("--"):
+            value, i = rest[i + 1], i + 2
+        else:
+            value, i = "true", i + 1
+        path = aliases.get(name, name)
+        *parents, key = path.split(".")
+        node = cfg
+        for part in parents:
+            child = node.get(part) if isinstance(node, dict) else None
+            if child is None and name in aliases:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                parser.error(f"--{name}: the config has no section {part!r} (keys: {sorted(node)})")
+            node = child
+        if key not in node and name not in aliases:
+            parser.error(f"--{name}: the config has no key {key!r} there (keys: {sorted(node)})")
+        node[key] = yaml.safe_load(value)
+    return cfg
 
 
 def launch_state(use_cpu: bool | None = None) -> tuple[Any, bool]:
