@@ -10,7 +10,7 @@ from rewardkit.reducers import Reducer
 from rewardkit.reward import Batch, ProcessReward, StepScores, message_text
 from rewardkit.trajectory import Splitter, parse_trajectory, split_steps
 
-SCORER_STATS = ("truncated", "too_long", "unparsed")
+SCORER_STATS = ("truncated", "too_long", "unparsed", "idle_forwards")
 
 
 def prompt_text(prompt: Any) -> str:
@@ -92,7 +92,11 @@ class PRMReward(ProcessReward):
             step_texts.append([text[a:b] for a, b in spans])
             spans_of.append(spans)
         stats: Counter[str] = Counter()
-        scores = self.scorer.score(prompts, step_texts, stats=stats) if rows else []
+        if rows:
+            scores = self.scorer.score(prompts, step_texts, stats=stats)
+        else:
+            self.scorer.keep_in_step(stats)
+            scores = []
         batch.counts.update({k: v for k, v in stats.items() if k in SCORER_STATS})
         for i, spans, sc in zip(rows, spans_of, scores):
             out[i] = None if sc is None else StepScores([float(x) for x in sc], list(spans))

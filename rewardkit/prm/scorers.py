@@ -56,6 +56,10 @@ class StepScorer:
               stats: Counter[str] | None = None) -> list[RowScores]:
         raise NotImplementedError
 
+    def keep_in_step(self, stats: Counter[str] | None = None) -> None:
+        """Called instead of :meth:`score` on a rank with no rows to score in this call. A scorer
+        whose model is sharded over the ranks joins its collectives here; others do nothing."""
+
     def __call__(self, prompts, steps, **kwargs) -> list[RowScores]:
         return self.score(prompts, steps, **kwargs)
 
@@ -120,6 +124,11 @@ class HFStepScorer(StepScorer):
             float32 on CPU, the checkpoint's dtype on GPU).
         add_bos: prepend the tokenizer's BOS token when it has one.
         model_kwargs: extra ``from_pretrained`` kwargs (``trust_remote_code``, ``revision``, ...).
+        prepare: inside a DeepSpeed run, hand the model to
+            :func:`rewardkit.trl.prepare_reward_model` on first use, as TRL does with its own reward
+            models (ZeRO-3 shards it over the ranks). Under ZeRO-3 every rank then runs the same
+            number of forward passes per call (idle one-token passes on the ranks with fewer rows,
+            counted as ``idle_forwards``), since a sharded forward is a collective.
     """
 
     def __init__(self, model: Any, tokenizer: Any = None, *, head: str | None = None,
@@ -128,7 +137,7 @@ class HFStepScorer(StepScorer):
                  positive_label: int | None = None, good_token: str = "+", bad_token: str = "-",
                  max_length: int = 4096, truncation: str = "prompt", batch_size: int = 8,
                  max_batch_tokens: int | None = 32768, device: str | None = None, dtype: Any = None,
-                 add_bos: bool = True, model_kwargs: dict[str, Any] | None = None) -> None:
+                 add_bos: bool = True, model_kwargs: dict[str, Any] | None = None, prepare: bool = True) -> None:
         if head is not None and head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
         if truncation not in TRUNCATION:
@@ -163,6 +172,8 @@ class HFStepScorer(StepScorer):
         self.dtype = dtype
         self.add_bos = add_bos
         self.model_kwargs = dict(model_kwargs or {})
+        self.prepare = prepare
+        self.idle_forwards = 0
         self._lazy_ready = False
 
     # -- loading --------------------------------------------------------------------------------
@@ -207,7 +218,13 @@ class HFStepScorer(StepScorer):
             self.head = self._resolve_head(model)
         device = self.device or (str(model.device) if self._lazy_model is not None and hasattr(model, "device")
                                  else self._default_device())
-        if self._lazy_model is None:
+        from rewardkit.trl.placement import prepare_reward_model, zero_stage
+
+        if self.prepare and zero_stage() is not None and type(model).__name__ != "DeepSpeedEngine":
+            # TRL's recipe for reward models; it also places the model on this process's device
+            model = prepare_reward_model(model)
+            device = str(getattr(model, "device", device))
+        elif self._lazy_model is None:
             model.to(device)
         model.eval()
         tok = self._lazy_tokenizer
@@ -375,13 +392,15 @@ class HFStepScorer(StepScorer):
         """Forward ``seqs`` in length-sorted, right-padded batches; scores at ``positions`` per sequence."""
         import torch
 
+        from rewardkit.trl.placement import idle_forward, lockstep_forwards
+
         self._load()
         out: list[list[float]] = [[] for _ in seqs]
-        if not seqs:
-            return out
+        batches = self._batches([len(s) for s in seqs]) if seqs else []
+        n_forwards = lockstep_forwards(len(batches))  # a collective under ZeRO-3, else len(batches)
         dev = self._lazy_device
         with torch.inference_mode():
-            for idx in self._batches([len(s) for s in seqs]):
+            for idx in batches:
                 width = max(len(seqs[i]) for i in idx)
                 input_ids = torch.full((len(idx), width), self._lazy_pad_id, dtype=torch.long)
                 attn = torch.zeros((len(idx), width), dtype=torch.long)
@@ -402,7 +421,15 @@ class HFStepScorer(StepScorer):
                 if stats is not None:
                     stats["forwards"] += 1
                     stats["tokens"] += int(attn.sum())
+        for _ in range(n_forwards - len(batches)):
+            idle_forward(self._lazy_model, self._lazy_pad_id)
+            self.idle_forwards += 1
+            if stats is not None:
+                stats["idle_forwards"] += 1
         return out
+
+    def keep_in_step(self, stats: Counter[str] | None = None) -> None:
+        self.run([], [], stats)
 
 
 class TaggedScorer(HFStepScorer):

@@ -3,9 +3,9 @@
 ``--probe``: report the launch (world size, distributed type) and exit, without TRL.
 Otherwise: a short GRPO run with
   * a composed rewardkit outcome reward (format.boxed + a text-length reward),
-  * a rewardkit PRM reward (core ``PRMReward`` on the tiny token-classification PRM), its model
-    prepared with ``rewardkit.trl.prepare_reward_model`` (a sharded DeepSpeed engine under ZeRO-3)
-    and kept in step across ranks with ``lockstep_forwards`` / ``idle_forward``,
+  * a rewardkit PRM reward (core ``PRMReward`` on the tiny token-classification PRM); the core
+    scorer prepares its model itself on first use (a sharded DeepSpeed engine under ZeRO-3) and
+    keeps the ranks' forward counts in step,
   * ``RewardSetModel`` as a TRL model reward,
   * the core ``process_advantage`` hook (per-token advantages from the PRM's step scores) and a
     recording hook holding cross-rank state (a reward baseline from gathered rewards),
@@ -64,9 +64,6 @@ def main() -> None:
         TrainerHook,
         build_trainer,
         check_world_size,
-        idle_forward,
-        lockstep_forwards,
-        prepare_reward_model,
         zero_stage,
     )
 
@@ -74,25 +71,12 @@ def main() -> None:
         def score(self, sample):
             return min(len(sample.text), 64) / 64
 
-    class LockstepTaggedScorer(TaggedScorer):
-        """Every rank runs the same number of PRM forwards per call (a ZeRO-3 requirement)."""
-
-        idle = 0
-
-        def run(self, seqs, positions, stats=None):
-            n_local = len(self._batches([len(s) for s in seqs])) if seqs else 0
-            n = lockstep_forwards(n_local)
-            out = super().run(seqs, positions, stats)
-            for _ in range(n - n_local):
-                idle_forward(self._lazy_model, self._lazy_pad_id)
-                self.idle += 1
-            return out
-
     class RankPRM(PRMReward):
         """Core PRMReward; remembers its values and takes part in the lockstep even with no rows.
 
         On its second call, rank 1 finds no steps in any completion (``starve``), so it has nothing
-        to score while rank 0 runs a forward pass: without the lockstep, ZeRO-3 would hang here.
+        to score while rank 0 runs a forward pass: without the core scorer's lockstep, ZeRO-3 would
+        hang here.
         """
 
         n_calls = 0
@@ -104,19 +88,9 @@ def main() -> None:
         def score_batch(self, batch):
             self.starve = int(os.environ.get("RANK", "0")) == 1 and self.n_calls == 1
             self.n_calls += 1
-            calls = self.scorer.calls
             values = super().score_batch(batch)
-            if self.scorer.calls == calls:  # no row to score on this rank: still join the count
-                self.scorer.run([], [])
             self.last_values = values
             return values
-
-    class CountingScorer(LockstepTaggedScorer):
-        calls = 0
-
-        def score(self, prompts, steps, *, stats=None):
-            self.calls += 1
-            return super().score(prompts, steps, stats=stats)
 
     class Recorder(TrainerHook):
         """Records local rows; keeps a baseline from *gathered* rewards (must agree on every rank)."""
@@ -188,8 +162,7 @@ def main() -> None:
     prm = None
     if not args.no_prm:
         prm_model = AutoModelForTokenClassification.from_pretrained(prm_path)
-        # placed after the trainer exists (the accelerate state must be up): see below
-        scorer = CountingScorer(prm_model, AutoTokenizer.from_pretrained(prm_path), head="token_cls", batch_size=64)
+        scorer = TaggedScorer(prm_model, AutoTokenizer.from_pretrained(prm_path), head="token_cls", batch_size=64)
         prm = RankPRM(scorer, reducer="min", splitter="line", name="prm")
         funcs.append(prm)
         hooks.append(get_hook("process_advantage"))
@@ -201,19 +174,18 @@ def main() -> None:
                             reward_processing_classes=[None] * (len(funcs) - 1) + [tok])
     check_world_size(trainer)
     info = {"zero_stage": zero_stage(trainer=trainer)}
+    trainer.train()
     if prm is not None:
-        placed = prepare_reward_model(scorer._lazy_model)
-        scorer._lazy_model = placed
+        placed = scorer._lazy_model  # prepared by the scorer on its first call
         info["prm_engine"] = type(placed).__name__
         full = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in placed.parameters())
         local = sum(p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel() for p in placed.parameters())
         info["prm_params_full"], info["prm_params_local"] = int(full), int(local)
-    trainer.train()
     acc = trainer.accelerator
     engine = getattr(trainer, "model_wrapped", None)
     opt = getattr(engine, "optimizer", None) if type(engine).__name__ == "DeepSpeedEngine" else trainer.optimizer
     if prm is not None:
-        info["prm_idle_forwards"] = scorer.idle
+        info["prm_idle_forwards"] = scorer.idle_forwards
     info["optimizer"] = [type(opt).__name__, type(getattr(opt, "optimizer", None)).__name__]
     logs = [h for h in trainer.state.log_history if "reward" in h]
     result = {
