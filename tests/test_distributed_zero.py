@@ -184,3 +184,32 @@ def test_zero2_optimizer_offload_two_processes(tmp_path):
         assert r["prm_engine"] == "DeepSpeedEngine" and r["prm_params_local"] == r["prm_params_full"]
     _check_rewards_and_advantages(ranks, with_prm=True)
     _check_same_state_and_logs(ranks)
+
+
+def test_zero3_generative_prm_with_uneven_work_across_ranks(tmp_path):
+    """A generative PRM the scorer shards itself: ranks with less (or no) work join the others'
+    generate calls instead of hanging, and the verdicts equal those of the unsharded model."""
+    from rewardkit.prm import PrefixScorer, PRMReward
+    from rewardkit.testing import tiny_model_dir
+
+    worker = ROOT / "tests" / "distributed_workers" / "generative_prm_check.py"
+    sys.path.insert(0, str(worker.parent))
+    try:
+        from generative_prm_check import CALLS, as_text, text_checksum
+    finally:
+        sys.path.remove(str(worker.parent))
+    out = tmp_path / "gen"
+    _launch([_bin("accelerate"), "launch", "--config_file", str(CONFIGS / "zero3_cpu.yaml"),
+             "--main_process_port", str(_free_port()), str(worker), "--out", str(out)])
+    ranks = _ranks(out)
+    path = str(tiny_model_dir("causal_lm"))
+    local = PRMReward(PrefixScorer(path, head="lm", template=as_text, max_new_tokens=3, batch_size=1, max_batch_tokens=None,
+                                   parse=text_checksum), reducer="mean", splitter="line")
+    for r in ranks:
+        assert r["zero_stage"] == 3 and r["engine"] == "DeepSpeedEngine"
+        for rows, got in zip(CALLS[r["rank"]], r["calls"]):
+            local([p for p, _ in rows], [c for _, c in rows])
+            assert got == [None if s is None else s.scores for s in local.last_step_scores]
+    assert len({x for r in ranks for call in r["calls"] for row in call for x in row}) >= 5  # varied verdicts
+    # generate calls: call 1 rank 0 has 5 step prefixes, rank 1 none; call 2 rank 0 has 1, rank 1 has 6
+    assert ranks[0]["idle"] == 5 and ranks[1]["idle"] == 5

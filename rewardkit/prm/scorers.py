@@ -492,29 +492,52 @@ class PrefixScorer(HFStepScorer):
         return 1.0 if good > bad else 0.0
 
     def generate(self, seqs: Sequence[list[int]], stats: Counter[str] | None = None) -> list[str]:
-        """Greedy continuations of ``seqs`` (length-sorted, left-padded batches), decoded."""
+        """Greedy continuations of ``seqs`` (length-sorted, left-padded batches), decoded.
+
+        Under ZeRO-3 every rank makes the same number of ``generate`` calls (idle one-token prompts
+        on the ranks with fewer batches) with ``synced_gpus``, so ranks that finish early keep
+        joining the sharded forwards of the others.
+        """
         import torch
+
+        from rewardkit.trl.placement import lockstep_forwards, sharded_run
 
         self._load()
         model, tok, dev = self._lazy_model, self._lazy_tokenizer, self._lazy_device
         out = [""] * len(seqs)
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None) or tok.eos_token_id
+        batches = self._batches([len(s) for s in seqs]) if seqs else []
+        n_calls = lockstep_forwards(len(batches))
+        kwargs: dict[str, Any] = dict(do_sample=False, max_new_tokens=self.max_new_tokens,
+                                      pad_token_id=self._lazy_pad_id, eos_token_id=eos)
+        if sharded_run():
+            kwargs["synced_gpus"] = True
         with torch.inference_mode():
-            for idx in self._batches([len(s) for s in seqs]):
+            for idx in batches:
                 width = max(len(seqs[i]) for i in idx)
                 ids = torch.full((len(idx), width), self._lazy_pad_id, dtype=torch.long)
                 attn = torch.zeros((len(idx), width), dtype=torch.long)
                 for r, i in enumerate(idx):
                     ids[r, width - len(seqs[i]):] = torch.tensor(seqs[i], dtype=torch.long)
                     attn[r, width - len(seqs[i]):] = 1
-                gen = model.generate(input_ids=ids.to(dev), attention_mask=attn.to(dev), do_sample=False,
-                                     max_new_tokens=self.max_new_tokens, pad_token_id=self._lazy_pad_id,
-                                     eos_token_id=eos)
+                gen = model.generate(input_ids=ids.to(dev), attention_mask=attn.to(dev), **kwargs)
                 for r, i in enumerate(idx):
                     out[i] = tok.decode(gen[r, width:], skip_special_tokens=True)
                 if stats is not None:
                     stats["generations"] += 1
+            for _ in range(n_calls - len(batches)):
+                idle = torch.full((1, 1), self._lazy_pad_id, dtype=torch.long, device=dev)
+                model.generate(input_ids=idle, attention_mask=torch.ones_like(idle), **kwargs)
+                self.idle_forwards += 1
+                if stats is not None:
+                    stats["idle_forwards"] += 1
         return out
+
+    def keep_in_step(self, stats: Counter[str] | None = None) -> None:
+        if self.max_new_tokens > 0:
+            self.generate([], stats)
+        else:
+            super().keep_in_step(stats)
 
     def score(self, prompts, steps, *, stats=None):
         _check_inputs(prompts, steps)

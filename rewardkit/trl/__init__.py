@@ -23,6 +23,7 @@ _LAZY = {
     "prepare_reward_model": "rewardkit.trl.placement",
     "lockstep_forwards": "rewardkit.trl.placement",
     "idle_forward": "rewardkit.trl.placement",
+    "sharded_run": "rewardkit.trl.placement",
     "zero_stage": "rewardkit.trl.placement",
     "check_world_size": "rewardkit.trl.placement",
     "LaunchError": "rewardkit.trl.placement",

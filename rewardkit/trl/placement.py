@@ -96,6 +96,13 @@ def prepare_reward_model(model: Any, accelerator: Any = None, *, trainer: Any = 
     return model.to(state.device)
 
 
+def sharded_run() -> bool:
+    """True in a ZeRO-3 run of more than one process: a sharded model's forward is a collective."""
+    import torch.distributed as dist
+
+    return zero_stage() == 3 and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def lockstep_forwards(n_local: int) -> int:
     """The largest ``n_local`` over all ranks when a ZeRO-3 model is in use, else ``n_local``.
 
@@ -104,7 +111,7 @@ def lockstep_forwards(n_local: int) -> int:
     import torch
     import torch.distributed as dist
 
-    if zero_stage() != 3 or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not sharded_run():
         return int(n_local)
     device = torch.device("cpu")
     if dist.get_backend() == "nccl":
