@@ -24,6 +24,8 @@ _LAZY = {
     "lockstep_forwards": "rewardkit.trl.placement",
     "idle_forward": "rewardkit.trl.placement",
     "sharded_run": "rewardkit.trl.placement",
+    "whole_model_loading": "rewardkit.trl.placement",
+    "process_device": "rewardkit.trl.placement",
     "zero_stage": "rewardkit.trl.placement",
     "check_world_size": "rewardkit.trl.placement",
     "LaunchError": "rewardkit.trl.placement",

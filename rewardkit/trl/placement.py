@@ -28,6 +28,8 @@ this in each call stays in step. :func:`lockstep_forwards` is a no-op without Ze
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -58,6 +60,19 @@ def zero_stage(accelerator: Any = None, *, trainer: Any = None) -> int | None:
     if state.distributed_type != DistributedType.DEEPSPEED:
         return None
     return int(state.deepspeed_plugin.deepspeed_config["zero_optimization"]["stage"])
+
+
+def process_device() -> str:
+    """This process's device: the running accelerate state's, else the current CUDA device, else CPU.
+
+    A model a plugin holds goes here rather than to ``"cuda"``, which is GPU 0 on every rank.
+    """
+    state, _ = _state_of()
+    if state is not None:
+        return str(state.device)
+    import torch
+
+    return f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
 
 
 def prepare_reward_model(model: Any, accelerator: Any = None, *, trainer: Any = None):
@@ -101,6 +116,36 @@ def sharded_run() -> bool:
     import torch.distributed as dist
 
     return zero_stage() == 3 and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@contextmanager
+def whole_model_loading() -> Iterator[None]:
+    """Load models whole inside this block, even in a ZeRO-3 run.
+
+    Once a ZeRO-3 run's training arguments exist, transformers builds every model under
+    ``deepspeed.zero.Init``: a model a reward loads lazily arrives with empty, partitioned weights
+    and fails in its first forward ("'weight' must be 2-D"). Models that are never handed to
+    DeepSpeed (sentence encoders, small judges, frozen agent modules) are loaded in this block, and
+    every rank holds a full copy. A model too large for that is loaded normally and passed through
+    :func:`prepare_reward_model` (sharded, with :func:`lockstep_forwards`). A no-op outside ZeRO-3.
+    """
+    try:
+        from transformers.integrations import deepspeed as hf_deepspeed
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        yield
+        return
+    # transformers keeps the run's DeepSpeed config behind a private weak reference; the public
+    # set/unset pair needs the object back (tests/test_trl_placement.py fails if this changes)
+    ref = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    config = ref() if ref is not None else None
+    if config is None or not config.is_zero3():
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(config)
 
 
 def lockstep_forwards(n_local: int) -> int:

@@ -74,11 +74,12 @@ class DreamPRMScorer(StepScorer):
         if self._lazy_prm is None:
             if self.model_ref is None:
                 raise RuntimeError("this scorer held an in-memory PRM and was pickled; pass a path instead")
-            prm = load_prm(self.model_ref, variant=self.variant, tokenizer=self._lazy_tokenizer or self.tokenizer,
-                           **self.model_kwargs)
-            import torch
+            from rewardkit.trl.placement import process_device, whole_model_loading
 
-            dev = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            with whole_model_loading():  # scored unsharded on every rank (no DeepSpeed engine here)
+                prm = load_prm(self.model_ref, variant=self.variant,
+                               tokenizer=self._lazy_tokenizer or self.tokenizer, **self.model_kwargs)
+            dev = self.device or process_device()
             self._lazy_prm = prm.to(dev).eval()
             self.variant = prm.variant
         return self._lazy_prm

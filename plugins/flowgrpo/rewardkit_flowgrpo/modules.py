@@ -82,7 +82,10 @@ class HFModule(Module):
         if self._lazy_model is None:
             if self.model is None:
                 raise ModuleError("HFModule was pickled with an in-memory model; give it a path instead")
-            self._lazy_model = AutoModelForCausalLM.from_pretrained(self.model)
+            from rewardkit.trl.placement import whole_model_loading
+
+            with whole_model_loading():  # a frozen module is never handed to DeepSpeed
+                self._lazy_model = AutoModelForCausalLM.from_pretrained(self.model)
         if self._lazy_tokenizer is None:
             name = self.model or self._lazy_model.config._name_or_path
             self._lazy_tokenizer = AutoTokenizer.from_pretrained(name)

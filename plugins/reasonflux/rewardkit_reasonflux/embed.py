@@ -41,7 +41,7 @@ class Embedder:
         model: ``None`` for the offline MiniLM; a path or model id for ``SentenceTransformer``; or any
             object with ``encode(list[str]) -> array (n, d)`` (it must pickle if the reward does).
         batch_size: the encoder's internal batch size.
-        device: torch device for a SentenceTransformer model.
+        device: torch device for a SentenceTransformer model (default: this process's device).
         cache_size: how many text embeddings the LRU cache keeps (0 disables it).
     """
 
@@ -66,8 +66,11 @@ class Embedder:
             if self.model is None or isinstance(self.model, str):
                 from sentence_transformers import SentenceTransformer
 
+                from rewardkit.trl.placement import process_device, whole_model_loading
+
                 path = default_encoder_path() if self.model is None else self.model
-                self._lazy_model = SentenceTransformer(path, device=self.device or "cpu")
+                with whole_model_loading():  # a small encoder: a full copy per rank, even under ZeRO-3
+                    self._lazy_model = SentenceTransformer(path, device=self.device or process_device())
             else:
                 self._lazy_model = self.model
         return self._lazy_model

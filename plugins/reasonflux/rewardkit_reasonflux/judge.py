@@ -194,8 +194,11 @@ class TransformersBackend(JudgeBackend):
                 tok.padding_side = "left"
                 if tok.pad_token is None:
                     tok.pad_token = tok.eos_token
+                from rewardkit.trl.placement import whole_model_loading
+
                 kwargs = {"dtype": getattr(torch, self.dtype)} if self.dtype else {}
-                model = AutoModelForCausalLM.from_pretrained(self.model, **kwargs).to(self.device)
+                with whole_model_loading():  # generate() on a ZeRO-3-partitioned model would fail
+                    model = AutoModelForCausalLM.from_pretrained(self.model, **kwargs).to(self.device)
                 model.eval()
                 self._lazy_tokenizer, self._lazy_model = tok, model
         return self._lazy_model, self._lazy_tokenizer

@@ -44,7 +44,10 @@ class TransformersBackend:
 
             model = self.model_ref
             if isinstance(model, str) or hasattr(model, "__fspath__"):
-                model = AutoModelForCausalLM.from_pretrained(str(model))
+                from rewardkit.trl.placement import whole_model_loading
+
+                with whole_model_loading():
+                    model = AutoModelForCausalLM.from_pretrained(str(model))
             tok = self.tokenizer_ref or AutoTokenizer.from_pretrained(str(self.model_ref))
             tok.padding_side = "left"
             if tok.pad_token_id is None:
