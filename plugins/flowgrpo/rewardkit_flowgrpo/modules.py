@@ -86,6 +86,10 @@ class HFModule(Module):
 
             with whole_model_loading():  # a frozen module is never handed to DeepSpeed
                 self._lazy_model = AutoModelForCausalLM.from_pretrained(self.model)
+            if self.device is None:  # loaded here: to this process's device (a given model stays put)
+                from rewardkit.trl.placement import process_device
+
+                self.device = process_device()
         if self._lazy_tokenizer is None:
             name = self.model or self._lazy_model.config._name_or_path
             self._lazy_tokenizer = AutoTokenizer.from_pretrained(name)

@@ -167,7 +167,7 @@ class TransformersBackend(JudgeBackend):
     best, which is exact constrained decoding for a closed set of answers.
     """
 
-    def __init__(self, model: str | os.PathLike[str], *, device: str = "cpu", dtype: str | None = None,
+    def __init__(self, model: str | os.PathLike[str], *, device: str | None = None, dtype: str | None = None,
                  batch_size: int = 8, system: str | None = None, max_prompt_tokens: int | None = None) -> None:
         self.model = str(model)
         self.device = device
@@ -194,8 +194,10 @@ class TransformersBackend(JudgeBackend):
                 tok.padding_side = "left"
                 if tok.pad_token is None:
                     tok.pad_token = tok.eos_token
-                from rewardkit.trl.placement import whole_model_loading
+                from rewardkit.trl.placement import process_device, whole_model_loading
 
+                if self.device is None:
+                    self.device = process_device()
                 kwargs = {"dtype": getattr(torch, self.dtype)} if self.dtype else {}
                 with whole_model_loading():  # generate() on a ZeRO-3-partitioned model would fail
                     model = AutoModelForCausalLM.from_pretrained(self.model, **kwargs).to(self.device)

@@ -28,7 +28,7 @@ def as_messages(prompt: Prompt) -> list[dict[str, Any]]:
 class TransformersBackend:
     """Sample from a local causal LM (path or ``PreTrainedModel``) with ``model.generate``."""
 
-    def __init__(self, model: Any, tokenizer: Any = None, *, device: str = "cpu", batch_size: int = 16,
+    def __init__(self, model: Any, tokenizer: Any = None, *, device: str | None = None, batch_size: int = 16,
                  seed: int | None = 0) -> None:
         self.model_ref = model
         self.tokenizer_ref = tokenizer
@@ -52,6 +52,10 @@ class TransformersBackend:
             tok.padding_side = "left"
             if tok.pad_token_id is None:
                 tok.pad_token = tok.eos_token
+            if self.device is None:
+                from rewardkit.trl.placement import process_device
+
+                self.device = process_device()
             self._lazy_model = model.to(self.device).eval()
             self._lazy_tok = tok
         return self._lazy_model, self._lazy_tok
