@@ -2,6 +2,7 @@
 
 import json
 import socket
+import time
 import urllib.request
 
 import pytest
@@ -51,10 +52,13 @@ def test_server_errors_are_retried_and_client_errors_are_not():
         with pytest.raises(ChatCompletionsError, match="HTTP 500: .*out of memory"):
             post_chat_completions(server.base_url, {"messages": MESSAGES}, max_retries=1, backoff=0)
         assert len(calls) == 2
+        # a retry would sleep 10 s first: raising at once shows that 4xx answers are not retried
+        start = time.monotonic()
         with pytest.raises(ChatCompletionsError, match="HTTP 400"):   # empty messages: asking again won't help
             post_chat_completions(server.base_url, {"messages": []}, max_retries=5, backoff=10)
         with pytest.raises(ChatCompletionsError, match="HTTP 404"):
             post_chat_completions(server.base_url.replace("/v1", "/nope"), {"messages": MESSAGES}, backoff=10)
+        assert time.monotonic() - start < 5
 
 
 def test_unreachable_and_silent_endpoints_raise_named_errors():
