@@ -16,22 +16,16 @@ The same runs from the command line: ``rewardkit select`` and ``rewardkit bon``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
 
-import yaml
-
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="examples/configs/reasonflux_select.yaml")
-    p.add_argument("--prm", help="path of the PRM (overrides the config)")
-    args = p.parse_args()
-    cfg = yaml.safe_load(Path(args.config).read_text())
-    if args.prm:
-        cfg["prm"] = args.prm
+    from rewardkit.recipes import load_example_config
+
+    cfg = load_example_config("examples/configs/reasonflux_select.yaml", description=__doc__,
+                              aliases={"prm": "prm"})
     if cfg.get("torch_threads"):
         import torch
 
