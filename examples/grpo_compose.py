@@ -63,8 +63,14 @@ def main() -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import compose
-    from rewardkit.recipes import end_run, launch_state, load_example_config, sft_warm_start, write_run_report
-    from rewardkit.testing import tiny_model_dir
+    from rewardkit.recipes import (
+        end_run,
+        launch_state,
+        load_example_config,
+        resolve_model,
+        sft_warm_start,
+        write_run_report,
+    )
     from rewardkit.trl import build_trainer
 
     cfg = load_example_config("examples/configs/grpo_compose.yaml", description=__doc__,
@@ -74,11 +80,7 @@ def main() -> None:
     out = Path(cfg.get("output_dir", "runs/grpo_compose"))
     out.mkdir(parents=True, exist_ok=True)
 
-    model = cfg.get("model", "tiny")
-    tiny = model == "tiny"
-    if tiny:
-        with state.main_process_first():
-            model = str(tiny_model_dir("causal_lm", seed=cfg.get("seed", 0)))
+    model, tiny = resolve_model(cfg.get("model"), state, seed=cfg.get("seed", 0))
     prompts, sft = datasets_from(cfg)
     ws = cfg.get("warmstart", {})
     if ws.get("steps", 40 if tiny else 0) > 0:

@@ -42,7 +42,7 @@ def main() -> None:
 
     from rewardkit import compose
     from rewardkit.data import load_arithmetic, to_prompt
-    from rewardkit.recipes import end_run, launch_state, load_example_config, write_run_report
+    from rewardkit.recipes import end_run, launch_state, load_example_config, resolve_model, write_run_report
     from rewardkit.testing import tiny_model_dir
 
     cfg = load_example_config("examples/configs/reasonflux_grpo.yaml", description=__doc__,
@@ -54,11 +54,7 @@ def main() -> None:
     state, use_cpu = launch_state(cfg.get("grpo", {}).get("use_cpu"))
     out = Path(cfg.get("output_dir", "runs/reasonflux_grpo"))
     out.mkdir(parents=True, exist_ok=True)
-    model = cfg.get("model", "tiny")
-    tiny = model == "tiny"
-    if tiny:
-        with state.main_process_first():
-            model = str(tiny_model_dir("causal_lm", seed=cfg.get("seed", 0)))
+    model, tiny = resolve_model(cfg.get("model"), state, seed=cfg.get("seed", 0))
     if cfg.get("warmstart", {}).get("steps", 40 if tiny else 0) > 0:
         model = warm_start(model, cfg, out, state, use_cpu)
     prm = cfg.get("prm", "tiny")

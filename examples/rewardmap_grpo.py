@@ -92,8 +92,7 @@ def main() -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import get_hook, get_reward
-    from rewardkit.recipes import end_run, launch_state, load_example_config
-    from rewardkit.testing import tiny_model_dir
+    from rewardkit.recipes import end_run, launch_state, load_example_config, resolve_model
     from rewardkit.trl import build_trainer
 
     cfg = load_example_config("examples/configs/rewardmap_grpo.yaml", description=__doc__,
@@ -110,11 +109,7 @@ def main() -> None:
 
     train = Dataset.from_list(rows)
 
-    model = cfg.get("model", "tiny")
-    tiny = model == "tiny"
-    if tiny:
-        with state.main_process_first():
-            model = str(tiny_model_dir("causal_lm", seed=seed))
+    model, tiny = resolve_model(cfg.get("model"), state, seed=seed)
     if cfg.get("warmstart", {}).get("steps", 80 if tiny else 0) > 0:
         model = warm_start(model, rows, cfg, out, state, use_cpu)
 

@@ -79,6 +79,20 @@ def launch_state(use_cpu: bool | None = None) -> tuple[Any, bool]:
     return PartialState(cpu=use_cpu), use_cpu
 
 
+def resolve_model(name: str | None, state: Any = None, *, kind: str = "causal_lm", seed: int = 0) -> tuple[str, bool]:
+    """The model an example trains: ``"tiny"`` or None is the offline tiny model of ``kind`` from
+    :mod:`rewardkit.testing` (built by the main process first when ``state`` is given), anything
+    else (a Hub id or a path) is returned as is. Returns ``(model, is_tiny)``."""
+    if name not in (None, "tiny"):
+        return str(name), False
+    from contextlib import nullcontext
+
+    from rewardkit.testing import tiny_model_dir
+
+    with state.main_process_first() if state is not None else nullcontext():
+        return str(tiny_model_dir(kind, seed=seed)), True
+
+
 def end_run(state: Any) -> None:
     """Wait for every rank, then close the process group.
 

@@ -1,4 +1,6 @@
-"""Config loading shared by the example scripts: overrides, aliases and typo errors."""
+"""Config loading and model choice shared by the example scripts."""
+
+from pathlib import Path
 
 import pytest
 import yaml
@@ -37,3 +39,15 @@ def test_a_typo_is_an_error_listing_the_keys(config, argv, message, capsys):
     with pytest.raises(SystemExit):
         load_example_config(config, argv)
     assert message in capsys.readouterr().err
+
+
+def test_resolve_model_builds_the_tiny_model_and_passes_other_names_through(tmp_path):
+    from accelerate import PartialState
+
+    from rewardkit.recipes import resolve_model
+
+    path, tiny = resolve_model("tiny", PartialState())
+    assert tiny and (Path(path) / "config.json").exists()
+    assert resolve_model(None)[1] is True
+    assert resolve_model("Qwen/Qwen2.5-0.5B-Instruct") == ("Qwen/Qwen2.5-0.5B-Instruct", False)
+    assert resolve_model(str(tmp_path)) == (str(tmp_path), False)
