@@ -94,11 +94,11 @@ def resolve_model(name: str | None, state: Any = None, *, kind: str = "causal_lm
 
 
 def end_run(state: Any) -> None:
-    """Wait for every rank, then close the process group.
+    """Wait for every rank, then close the process group: the clean end of a launched run.
 
-    A gloo rank that exits with its group still open can abort in C++ ("terminate called without an
-    active exception") while its peer is still shutting down, and the launcher then reports the whole
-    run as failed. ``state`` is the ``PartialState`` or the trainer's ``Accelerator``.
+    ``state`` is the ``PartialState`` or the trainer's ``Accelerator``. It makes a rank's exit
+    independent of its peers' progress, but it does not rule out the rare gloo DDP teardown abort
+    ("terminate called without an active exception") described in docs/distributed.md.
     """
     state = getattr(state, "state", state)  # an Accelerator keeps its AcceleratorState there
     state.wait_for_everyone()
