@@ -5,6 +5,7 @@ import json
 import sys
 from types import SimpleNamespace
 
+from _s2r_group import C, W
 from accelerate import Accelerator
 from rewardkit_s2r.advantage import S2RProcessAdvantage
 from rewardkit_s2r.parse import format_trajectory
@@ -14,7 +15,7 @@ from rewardkit.recipes import end_run
 
 acc = Accelerator(cpu=True)
 rank = acc.process_index
-C, W = "Therefore, the answer is correct.", "Therefore, the answer is incorrect."
+
 texts = ([format_trajectory(["\\boxed{14}"], [C]), format_trajectory(["\\boxed{1}", "\\boxed{14}"], [W, C])]
          if rank == 0 else [format_trajectory(["\\boxed{2}"], [C]), format_trajectory(["\\boxed{3}"], [W])])
 reward = get_reward("s2r.process")

@@ -5,24 +5,12 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from _s2r_group import GOLD, GROUP
 from rewardkit_s2r.advantage import BaselineTable, S2RProcessAdvantage, action_advantages, group_baselines
-from rewardkit_s2r.parse import format_trajectory
 from rewardkit_s2r.rewards import trajectory_metrics
 
 from rewardkit import get_reward, list_hooks, list_rewards
 from rewardkit.reward import RewardInputError
-
-W = "Therefore, the answer is incorrect."
-C = "Therefore, the answer is correct."
-# gold 14. t1: wrong, caught, fixed, confirmed. t2: right, confirmed. t3: wrong, wrongly confirmed.
-# t4: wrong, caught, still wrong, no verdict (last -> default "correct", which is wrong)
-GROUP = [
-    format_trajectory(["5 + 9 = 13. \\boxed{13}", "5 + 9 = 14. \\boxed{14}"], ["13 - 9 = 4. " + W, "14 - 9 = 5. " + C]),
-    format_trajectory(["\\boxed{14}"], [C]),
-    format_trajectory(["\\boxed{12}"], [C]),
-    format_trajectory(["\\boxed{12}", "\\boxed{15}"], [W, "hmm"]),
-]
-GOLD = ["14"] * 4
 
 
 def call(reward, texts=GROUP, gold=GOLD, **kw):

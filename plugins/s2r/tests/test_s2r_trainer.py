@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from _s2r_group import GROUP, C
 from rewardkit_s2r.advantage import S2RProcessAdvantage
 from rewardkit_s2r.parse import format_trajectory
 
@@ -13,14 +14,6 @@ from rewardkit import get_hook, get_reward
 from rewardkit.testing import tiny_grpo_config, tiny_prompt_dataset
 from rewardkit.trl import HOOK_STATE_FILE, TrainerHook, build_trainer
 
-W = "Therefore, the answer is incorrect."
-C = "Therefore, the answer is correct."
-GROUP = [
-    format_trajectory(["5 + 9 = 13. \\boxed{13}", "5 + 9 = 14. \\boxed{14}"], ["13 - 9 = 4. " + W, "14 - 9 = 5. " + C]),
-    format_trajectory(["\\boxed{14}"], [C]),
-    format_trajectory(["\\boxed{12}"], [C]),
-    format_trajectory(["\\boxed{12}", "\\boxed{15}"], [W, "hmm"]),
-]
 # group baselines of this batch (test_s2r_rewards.py derives them by hand)
 EXPECTED = [[-0.5, 2 / 3, 1.0, 0.0], [1.5, 0.0], [-0.5, -4 / 3], [-0.5, 2 / 3, -1.0, 0.0]]
 
