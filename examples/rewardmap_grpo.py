@@ -92,7 +92,14 @@ def main() -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardkit import get_hook, get_reward
-    from rewardkit.recipes import end_run, launch_state, load_example_config, resolve_model
+    from rewardkit.recipes import (
+        end_run,
+        launch_state,
+        load_example_config,
+        resolve_model,
+        reward_history,
+        write_metrics,
+    )
     from rewardkit.trl import build_trainer
 
     cfg = load_example_config("examples/configs/rewardmap_grpo.yaml", description=__doc__,
@@ -125,10 +132,8 @@ def main() -> None:
     trainer.train()
 
     if state.is_main_process:
-        history = [dict(h) for h in trainer.state.log_history if "reward" in h]
-        with open(out / "metrics.jsonl", "w", encoding="utf-8") as fh:
-            for h in history:
-                fh.write(json.dumps(h) + "\n")
+        history = reward_history(trainer.state.log_history)
+        write_metrics(history, out / "metrics.jsonl")
         names = [hook.stage_name(k) for k in range(hook.num_stages)]
         stages = per_stage(history, names, f"rewardmap/{reward.name}/acc")
         summary = {"stage_sizes": dict(zip(names, hook.stage_sizes)), "stages": stages,

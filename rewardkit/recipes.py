@@ -129,6 +129,13 @@ def reward_history(log_history: Sequence[dict[str, Any]]) -> list[dict[str, Any]
     return [dict(h) for h in log_history if "reward" in h]
 
 
+def write_metrics(history: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """One JSON line per logged step (``metrics.jsonl``)."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for h in history:
+            fh.write(json.dumps(h) + "\n")
+
+
 def _mean(rows: Sequence[dict[str, Any]], key: str) -> float:
     vals = [h[key] for h in rows if key in h]
     return sum(vals) / len(vals) if vals else float("nan")
@@ -179,9 +186,7 @@ def write_run_report(log_history: Sequence[dict[str, Any]], names: Sequence[str]
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     history = reward_history(log_history)
-    with open(out / "metrics.jsonl", "w", encoding="utf-8") as fh:
-        for h in history:
-            fh.write(json.dumps(h) + "\n")
+    write_metrics(history, out / "metrics.jsonl")
     plot_reward_curves(history, names, out / "rewards.png", title=title, total_label=total_label)
     summary = reward_summary(history, names, weights)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
