@@ -56,7 +56,8 @@ class Trajectory:
         return self.text[self.answer[0]:self.answer[1]]
 
 
-def _strip_span(text: str, start: int, end: int) -> Span | None:
+def strip_span(text: str, start: int, end: int) -> Span | None:
+    """``(start, end)`` narrowed past surrounding whitespace; None when nothing else is left."""
     while start < end and text[start].isspace():
         start += 1
     while end > start and text[end - 1].isspace():
@@ -68,11 +69,11 @@ def _split_on(text: str, pattern: re.Pattern[str], start: int, end: int) -> list
     steps: list[Step] = []
     pos = start
     for m in pattern.finditer(text, start, end):
-        span = _strip_span(text, pos, m.start())
+        span = strip_span(text, pos, m.start())
         if span:
             steps.append(Step(text[span[0]:span[1]], *span))
         pos = m.end()
-    span = _strip_span(text, pos, end)
+    span = strip_span(text, pos, end)
     if span:
         steps.append(Step(text[span[0]:span[1]], *span))
     return steps
@@ -84,7 +85,7 @@ def _split_at_headers(text: str, pattern: re.Pattern[str], start: int, end: int)
     bounds = [start, *cuts, end]
     steps = []
     for a, b in zip(bounds, bounds[1:]):
-        span = _strip_span(text, a, b)
+        span = strip_span(text, a, b)
         if span:
             steps.append(Step(text[span[0]:span[1]], *span))
     return steps
@@ -106,7 +107,7 @@ def split_steps(text: str, how: Splitter = "blank_line", *, start: int = 0, end:
         for a, b in how(text[start:end]):
             if not (0 <= a <= b <= end - start):
                 raise ValueError(f"splitter returned span {(a, b)} outside the text of length {end - start}")
-            span = _strip_span(text, start + a, start + b)
+            span = strip_span(text, start + a, start + b)
             if span:
                 steps.append(Step(text[span[0]:span[1]], *span))
         return steps

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewardkit.trajectory import split_steps
+from rewardkit.trajectory import split_steps, strip_span
 
 Span = tuple[int, int]
 
@@ -66,14 +66,6 @@ class Chain:
         return cls(question=question, response="".join(parts), spans=spans, **kw)
 
 
-def _strip(text: str, a: int, b: int) -> Span | None:
-    while a < b and text[a].isspace():
-        a += 1
-    while b > a and text[b - 1].isspace():
-        b -= 1
-    return (a, b) if b > a else None
-
-
 def split_dreamprm(text: str) -> tuple[list[Span], Span | None]:
     """DreamPRM v1 template split: step spans from "Step k" headers, and the final-answer span.
 
@@ -97,11 +89,11 @@ def split_dreamprm(text: str) -> tuple[list[Span], Span | None]:
             break
     end = fam.start() if fam else len(text)
     if fam:
-        fa = _strip(text, fam.start(), len(text))
+        fa = strip_span(text, fam.start(), len(text))
     spans: list[Span] = []
     bounds = [h[0] for h in headers] + [end]
     for a, b in zip(bounds, bounds[1:]):
-        s = _strip(text, a, b)
+        s = strip_span(text, a, b)
         if s:
             spans.append(s)
     return spans, fa
@@ -117,11 +109,11 @@ def split_heuristic(text: str) -> tuple[list[Span], Span | None]:
     for m in FINAL_ANSWER.finditer(text):
         fam = m
     end = fam.start() if fam else len(text)
-    fa = _strip(text, fam.start(), len(text)) if fam else None
+    fa = strip_span(text, fam.start(), len(text)) if fam else None
     starts = [m.start() for m in NUMBERED_LINE.finditer(text, 0, end)]
     if len(starts) >= 2:
-        bounds = [0, *starts, end] if _strip(text, 0, starts[0]) else [*starts, end]
-        spans = [s for a, b in zip(bounds, bounds[1:]) if (s := _strip(text, a, b))]
+        bounds = [0, *starts, end] if strip_span(text, 0, starts[0]) else [*starts, end]
+        spans = [s for a, b in zip(bounds, bounds[1:]) if (s := strip_span(text, a, b))]
         return spans, fa
     for how in ("blank_line", "line"):
         steps = split_steps(text, how, end=end)
