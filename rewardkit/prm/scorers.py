@@ -628,23 +628,35 @@ class RemoteScorer(StepScorer):
 
     def score(self, prompts, steps, *, stats=None):
         _check_inputs(prompts, steps)
-        out: list[RowScores] = []
-        for a in range(0, len(prompts), self.batch_size):
-            chunk_p = list(prompts[a:a + self.batch_size])
-            chunk_s = [list(s) for s in steps[a:a + self.batch_size]]
-            reply = self._post({"prompts": chunk_p, "steps": chunk_s})
-            scores = reply.get("scores")
-            if not isinstance(scores, list) or len(scores) != len(chunk_p):
-                raise RuntimeError(f"PRM server {self.url} returned {type(scores).__name__} "
-                                   f"for {len(chunk_p)} rows")
-            for row, sc in zip(chunk_s, scores):
-                if sc is not None and len(sc) != len(row):
-                    raise RuntimeError(f"PRM server {self.url} returned {len(sc)} scores for {len(row)} steps")
-                out.append(None if sc is None else [float(x) for x in sc])
-            if stats is not None:
-                for k, v in (reply.get("stats") or {}).items():
-                    stats[k] += int(v)
-        return out
+        return score_over_http(self._post, prompts, steps, chunk_size=self.batch_size,
+                               where=f"PRM server {self.url}", stats=stats)
+
+
+def score_over_http(post: Callable[[dict[str, Any]], dict[str, Any]], prompts: Sequence[str],
+                    steps: Sequence[Sequence[str]], *, chunk_size: int, where: str,
+                    error: type[Exception] = RuntimeError, stats: Counter[str] | None = None) -> list[RowScores]:
+    """The step-scoring protocol both HTTP clients speak (:class:`RemoteScorer` and
+    :class:`rewardkit.serve.RemoteStepScorer`): rows go out ``chunk_size`` at a time as
+    ``{"prompts", "steps"}``; the reply holds one score list (or null) per row with one float per
+    step, and may add ``"stats"`` counts. A reply of the wrong shape raises ``error``."""
+    out: list[RowScores] = []
+    for a in range(0, len(prompts), chunk_size):
+        chunk_p = [str(p) for p in prompts[a:a + chunk_size]]
+        chunk_s = [list(s) for s in steps[a:a + chunk_size]]
+        reply = post({"prompts": chunk_p, "steps": chunk_s})
+        scores = reply.get("scores")
+        if not isinstance(scores, list) or len(scores) != len(chunk_p):
+            got = len(scores) if isinstance(scores, list) else repr(scores)
+            raise error(f"{where} returned {got} rows for {len(chunk_p)}")
+        for row, sc in zip(chunk_s, scores):
+            if sc is not None and (not isinstance(sc, list) or len(sc) != len(row)):
+                got = len(sc) if isinstance(sc, list) else repr(sc)
+                raise error(f"{where} returned {got} scores for {len(row)} steps")
+            out.append(None if sc is None else [float(x) for x in sc])
+        if stats is not None:
+            for k, v in (reply.get("stats") or {}).items():
+                stats[k] += int(v)
+    return out
 
 
 BACKENDS: dict[str, type[StepScorer]] = {"tagged": TaggedScorer, "prefix": PrefixScorer, "remote": RemoteScorer}

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rewardkit.prm.scorers import StepScorer
+from rewardkit.prm.scorers import StepScorer, score_over_http
 from rewardkit.reward import Batch, ProcessReward, Reward, StepScores
 
 RETRY_STATUS = (502, 503, 504)
@@ -364,27 +364,10 @@ class RemoteStepScorer(_RemoteMixin, StepScorer):
             raise TypeError(f"unknown RemoteStepScorer arguments: {sorted(kwargs)}")
         self._init_remote(url, scorer, **remote)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: (None if k.startswith("_lazy_") else v) for k, v in self.__dict__.items()}
-
     def score(self, prompts, steps, *, stats=None):
         if len(prompts) != len(steps):
             raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
-        out: list[list[float] | None] = []
         path = f"/v1/steps/{self.remote_name}"
-        for a in range(0, len(prompts), self.max_rows_per_request):
-            chunk_p = [str(p) for p in prompts[a:a + self.max_rows_per_request]]
-            chunk_s = [list(r) for r in steps[a:a + self.max_rows_per_request]]
-            reply = self._post({"prompts": chunk_p, "steps": chunk_s}, path=path)
-            scores = reply.get("scores")
-            if not isinstance(scores, list) or len(scores) != len(chunk_p):
-                raise RemoteRewardError(f"remote scorer {self.remote_name!r} returned "
-                                        f"{len(scores) if isinstance(scores, list) else scores!r} rows for {len(chunk_p)}")
-            for row, sc in zip(chunk_s, scores):
-                if sc is not None and (not isinstance(sc, list) or len(sc) != len(row)):
-                    raise RemoteRewardError(f"remote scorer {self.remote_name!r} returned {sc!r} for {len(row)} steps")
-                out.append(None if sc is None else [float(x) for x in sc])
-            if stats is not None:
-                for k, v in (reply.get("stats") or {}).items():
-                    stats[k] += int(v)
-        return out
+        return score_over_http(lambda payload: self._post(payload, path=path), prompts, steps,
+                               chunk_size=self.max_rows_per_request, where=f"remote scorer {self.remote_name!r}",
+                               error=RemoteRewardError, stats=stats)
