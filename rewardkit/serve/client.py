@@ -217,6 +217,20 @@ class _RemoteMixin:
         raise RemoteRewardError(f"{last} (gave up after {self.retries + 1} attempts)", status=last.status,
                                 retryable=True) from last
 
+    def _remote_batch(self, batch: Batch, *, steps: bool) -> tuple[list[int], list[Any], list[Any] | None]:
+        """Send the batch's scorable rows to the server: their indices, their values and (with
+        ``steps``) their step rows. Retries are counted on the batch even when the call fails."""
+        idx, rows = _batch_rows(batch)
+        if not idx:
+            return idx, [], None
+        stats: dict[str, int] = {}
+        try:
+            values, step_rows = self._remote_score(rows["prompts"], rows["completions"], rows["completion_ids"],
+                                                   rows["columns"], steps=steps, stats=stats)
+        finally:
+            batch.counts["remote_retries"] += stats.get("retries", 0)
+        return idx, values, step_rows
+
     def _remote_score(self, prompts: Sequence[Any], completions: Sequence[Any],
                       completion_ids: Sequence[Sequence[int]] | None, columns: dict[str, list[Any]],
                       *, steps: bool, stats: dict[str, int] | None = None) -> tuple[list[Any], list[Any] | None]:
@@ -280,16 +294,8 @@ class RemoteReward(_RemoteMixin, Reward):
         self._init_remote(url, reward, **remote)
 
     def score_batch(self, batch: Batch) -> list[float | None]:
-        idx, rows = _batch_rows(batch)
+        idx, values, _ = self._remote_batch(batch, steps=False)
         out: list[float | None] = [None] * len(batch)
-        if not idx:
-            return out
-        stats: dict[str, int] = {}
-        try:
-            values, _ = self._remote_score(rows["prompts"], rows["completions"], rows["completion_ids"],
-                                           rows["columns"], steps=False, stats=stats)
-        finally:
-            batch.counts["remote_retries"] += stats.get("retries", 0)
         for i, v in zip(idx, values):
             out[i] = v
         return out
@@ -316,17 +322,9 @@ class RemoteProcessReward(_RemoteMixin, ProcessReward):
         self._init_remote(url, reward, **remote)
 
     def _fetch(self, batch: Batch) -> tuple[list[float | None], list[StepScores | None]]:
-        idx, rows = _batch_rows(batch)
+        idx, got, srows = self._remote_batch(batch, steps=True)
         values: list[float | None] = [None] * len(batch)
         steps: list[StepScores | None] = [None] * len(batch)
-        if not idx:
-            return values, steps
-        stats: dict[str, int] = {}
-        try:
-            got, srows = self._remote_score(rows["prompts"], rows["completions"], rows["completion_ids"],
-                                            rows["columns"], steps=True, stats=stats)
-        finally:
-            batch.counts["remote_retries"] += stats.get("retries", 0)
         for j, i in enumerate(idx):
             values[i] = got[j]
             s = srows[j] if srows is not None else None
