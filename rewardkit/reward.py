@@ -261,13 +261,18 @@ class Reward:
         raise NotImplementedError(f"{type(self).__name__} must implement score() or score_batch()")
 
     def score_batch(self, batch: Batch) -> list[float | None]:
-        out: list[float | None] = []
+        return self.each_row(batch, lambda i: self.score(batch.sample(i)))
+
+    def each_row(self, batch: Batch, fn: Callable[[int], Any]) -> list[Any]:
+        """``fn(i)`` for every row of the batch: None for a skipped row (empty, oversize, ...), and
+        for a row where ``fn`` raises, the ``on_error`` policy's answer (raise, or a counted None)."""
+        out: list[Any] = []
         for i in range(len(batch)):
             if batch.skip[i]:
                 out.append(None)
                 continue
             try:
-                out.append(self.score(batch.sample(i)))
+                out.append(fn(i))
             except Exception as exc:
                 out.append(self._swallow(exc, 1, batch))
         return out
@@ -422,16 +427,7 @@ class ProcessReward(Reward):
         raise NotImplementedError(f"{type(self).__name__} must implement step_scores() or step_scores_batch()")
 
     def step_scores_batch(self, batch: Batch) -> list[StepScores | None]:
-        out: list[StepScores | None] = []
-        for i in range(len(batch)):
-            if batch.skip[i]:
-                out.append(None)
-                continue
-            try:
-                out.append(self.step_scores(batch.sample(i)))
-            except Exception as exc:
-                out.append(self._swallow(exc, 1, batch))
-        return out
+        return self.each_row(batch, lambda i: self.step_scores(batch.sample(i)))
 
     def score_batch(self, batch: Batch) -> list[float | None]:
         steps = self.step_scores_batch(batch)

@@ -68,16 +68,7 @@ class ReasonFluxStepReward(ProcessReward):
 
     # -- machinery ----------------------------------------------------------------------------
     def parse_batch(self, batch: Batch) -> list[ReasonSample | None]:
-        out: list[ReasonSample | None] = []
-        for i in range(len(batch)):
-            if batch.skip[i]:
-                out.append(None)
-                continue
-            try:
-                out.append(self.parser.parse_sample(batch.sample(i)))
-            except Exception as exc:
-                out.append(self._swallow(exc, 1, batch))
-        return out
+        return self.each_row(batch, lambda i: self.parser.parse_sample(batch.sample(i)))
 
     def step_scores_batch(self, batch: Batch) -> list[StepScores | None]:
         samples = self.parse_batch(batch)

@@ -164,21 +164,10 @@ class _RewardMapBase(Reward):
     # -- protocol -------------------------------------------------------------------------------
     def score_batch(self, batch: Batch) -> list[float | None]:
         self.check_columns(batch.columns)
-        comps: list[Components | None] = []
-        values: list[float | None] = []
-        for i, text in enumerate(batch.texts):
-            if batch.skip[i]:
-                comps.append(None)
-                values.append(None)
-                continue
-            try:
-                c = self.score_row(text, batch.columns, i)
-            except Exception as exc:  # noqa: BLE001 - the on_error policy decides
-                c = self._swallow(exc, 1, batch)
-            comps.append(c)
-            values.append(None if c is None else c.reward)
+        comps: list[Components | None] = self.each_row(
+            batch, lambda i: self.score_row(batch.texts[i], batch.columns, i))
         batch.rewardmap_components = comps  # type: ignore[attr-defined]
-        return values
+        return [None if c is None else c.reward for c in comps]
 
     def __call__(self, prompts, completions, completion_ids=None, **kwargs):
         self.last_components = []

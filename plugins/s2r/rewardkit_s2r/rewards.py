@@ -152,23 +152,9 @@ class _S2RBase:
                     value_of: Callable[[ScoredTrajectory], Any]) -> list[Any]:
         """Score every row that has a gold answer; ``last_details`` stays aligned with the rows."""
         golds = self._gold(batch)
-        self.last_details = []
-        out: list[Any] = []
-        for i in range(len(batch)):
-            gold = golds[i]
-            if batch.skip[i] or gold is None or not str(gold).strip():
-                self.last_details.append(None)
-                out.append(None)
-                continue
-            try:
-                s = score_one(i, gold)
-            except Exception as exc:
-                self.last_details.append(None)
-                out.append(self._swallow(exc, 1, batch))
-                continue
-            self.last_details.append(s)
-            out.append(value_of(s))
-        return out
+        self.last_details = self.each_row(
+            batch, lambda i: None if golds[i] is None or not str(golds[i]).strip() else score_one(i, golds[i]))
+        return [None if s is None else value_of(s) for s in self.last_details]
 
     def _log_behaviour(self, batch: Batch) -> None:
         log_metric = batch.context.log_metric
