@@ -78,19 +78,13 @@ class SampleParser:
     def parse(self, text: str, prompt: Any = None, row: dict[str, Any] | None = None) -> ReasonSample | None:
         row = row or {}
         if self.question_column is not None:
-            if self.question_column not in row:
-                raise KeyError(f"no column {self.question_column!r} (question_column); columns: {sorted(row)}")
-            question = question_text(row[self.question_column])
+            question = question_text(_column(row, self.question_column, "question_column"))
         else:
             question = question_text(prompt)
         if self.thinking_column is not None:
-            if self.thinking_column not in row:
-                raise KeyError(f"no column {self.thinking_column!r} (thinking_column); columns: {sorted(row)}")
-            thinking_src = completion_text(row[self.thinking_column] or "")
+            thinking_src = completion_text(_column(row, self.thinking_column, "thinking_column") or "")
             if self.response_column is not None:
-                if self.response_column not in row:
-                    raise KeyError(f"no column {self.response_column!r} (response_column); columns: {sorted(row)}")
-                response = completion_text(row[self.response_column] or "")
+                response = completion_text(_column(row, self.response_column, "response_column") or "")
             else:
                 response = text
             thinking = split_steps(thinking_src, self.split)
@@ -98,9 +92,7 @@ class SampleParser:
                                 source=thinking_src)
         think_span, answer_span = split_thinking(text)
         if self.response_column is not None:
-            if self.response_column not in row:
-                raise KeyError(f"no column {self.response_column!r} (response_column); columns: {sorted(row)}")
-            response = completion_text(row[self.response_column] or "")
+            response = completion_text(_column(row, self.response_column, "response_column") or "")
         else:
             response = text[answer_span[0]:answer_span[1]]
         if think_span is not None:
@@ -120,3 +112,9 @@ class SampleParser:
 
     def parse_sample(self, sample: Sample) -> ReasonSample | None:
         return self.parse(sample.text, sample.prompt, sample.row)
+
+
+def _column(row: dict[str, Any], column: str, option: str) -> Any:
+    if column not in row:
+        raise KeyError(f"no column {column!r} ({option}); columns: {sorted(row)}")
+    return row[column]
