@@ -120,7 +120,7 @@ class HFStepScorer(StepScorer):
         good_token, bad_token: the LM-head tokens whose probabilities are compared (single tokens).
         max_length: longest sequence sent to the model; see the module docstring for the policy.
         batch_size, max_batch_tokens: a forward batch holds at most this many rows / padded tokens.
-        device, dtype: where and how the model runs (default: the current CUDA device, else CPU;
+        device, dtype: where and how the model runs (default: this process's device, see ``rewardkit.trl.process_device``;
             float32 on CPU, the checkpoint's dtype on GPU).
         add_bos: prepend the tokenizer's BOS token when it has one.
         model_kwargs: extra ``from_pretrained`` kwargs (``trust_remote_code``, ``revision``, ...).
@@ -191,13 +191,6 @@ class HFStepScorer(StepScorer):
             raise ValueError(f"{self.model_ref}: config names no architecture; pass head=")
         return _head_from_architecture(archs[0])
 
-    def _default_device(self) -> str:
-        import torch
-
-        if torch.cuda.is_available():
-            return f"cuda:{torch.cuda.current_device()}"
-        return "cpu"
-
     def _load(self) -> None:
         if self._lazy_ready:
             return
@@ -216,10 +209,10 @@ class HFStepScorer(StepScorer):
             model = _auto_class(self.head).from_pretrained(self.model_ref, **kwargs)
         else:
             self.head = self._resolve_head(model)
-        device = self.device or (str(model.device) if self._lazy_model is not None and hasattr(model, "device")
-                                 else self._default_device())
-        from rewardkit.trl.placement import prepare_reward_model, zero_stage
+        from rewardkit.trl.placement import prepare_reward_model, process_device, zero_stage
 
+        device = self.device or (str(model.device) if self._lazy_model is not None and hasattr(model, "device")
+                                 else process_device())
         if self.prepare and zero_stage() is not None and type(model).__name__ != "DeepSpeedEngine":
             # TRL's recipe for reward models; it also places the model on this process's device
             model = prepare_reward_model(model)
