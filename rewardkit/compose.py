@@ -27,8 +27,6 @@ from typing import Any
 from rewardkit.plugins import get_reward, list_rewards
 from rewardkit.reward import Reward
 
-ENTRY_KEYS = ("weight", "reward")
-
 
 @dataclass
 class RewardSet:
