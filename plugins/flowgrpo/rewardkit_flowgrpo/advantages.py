@@ -14,6 +14,12 @@ turns are padding rows (``is_pad``) that get advantage 0 and loss weight 0.
 Both use the unbiased (Bessel) std like torch.std/verl (``unbiased=False`` for the population std).
 A group whose rewards are all equal gets advantage 0 and is counted in ``zero_std_groups``.
 
+``precision="float64"`` (default) computes in Python floats. ``precision="bf16"`` (only with
+``norm="turn_pooled"``) reproduces the released numbers bit for bit: AgentFlow's daemon stores the
+rewards as a bfloat16 tensor, so verl 0.5.0 takes the group mean and std and the advantage in
+bfloat16 (on CPU torch), e.g. a group of 8 with one success gets 2.46875 / -0.353515625 instead of
+2.4748... / -0.3535... (see docs/methods/flowgrpo.md).
+
 Loss weights (multiplied into the advantage; the clipped surrogate is linear in a positive factor):
 ``loss_norm="paper"`` (Eq. 10) gives a real turn the factor T_max / T_i; with TRL's ``loss_type="grpo"``
 (mean over a turn's tokens, then mean over the B = Q·G·T_max rows) each turn then weighs
@@ -28,6 +34,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 NORMS = ("trajectory", "turn_pooled")
+PRECISIONS = ("float64", "bf16")
 LOSS_NORMS = ("paper", "token_mean")
 DEFAULT_EPS = {"trajectory": 0.0, "turn_pooled": 1e-6}
 
@@ -81,7 +88,7 @@ def trajectory_rewards(rewards: Sequence[float | None], traj_ids: Sequence[Hasha
 def flow_advantages(rewards: Sequence[float | None], query_ids: Sequence[Hashable], traj_ids: Sequence[Hashable],
                     is_pad: Sequence[bool], num_turns: Sequence[int] | None = None, max_turns: int | None = None, *,
                     norm: str = "trajectory", eps: float | None = None, unbiased: bool = True,
-                    loss_norm: str = "paper") -> AdvantageResult:
+                    loss_norm: str = "paper", precision: str = "float64") -> AdvantageResult:
     """Per-row advantages and loss weights for one generation batch (see the module docstring).
 
     ``num_turns`` (T_i per row) and ``max_turns`` (T_max) are needed for ``loss_norm="paper"``.
@@ -90,6 +97,11 @@ def flow_advantages(rewards: Sequence[float | None], query_ids: Sequence[Hashabl
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     if loss_norm not in LOSS_NORMS:
         raise ValueError(f"loss_norm must be one of {LOSS_NORMS}, got {loss_norm!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bf16" and (norm != "turn_pooled" or not unbiased):
+        raise ValueError("precision='bf16' reproduces the released verl computation: it needs norm='turn_pooled' "
+                         "and unbiased=True")
     n = len(rewards)
     if not (len(query_ids) == len(traj_ids) == len(is_pad) == n):
         raise ValueError("rewards, query_ids, traj_ids and is_pad must have one entry per row")
@@ -109,6 +121,11 @@ def flow_advantages(rewards: Sequence[float | None], query_ids: Sequence[Hashabl
         for q, t, pad in zip(query_ids, traj_ids, is_pad):
             if not pad:
                 groups.setdefault(q, []).append(per_traj[t])
+
+    if precision == "bf16":
+        advantages, stats, zero = _verl_bf16(per_traj, query_ids, traj_ids, is_pad, eps)
+        return AdvantageResult(advantages, _loss_weights(is_pad, num_turns, max_turns, loss_norm), len(groups),
+                               len(zero), stats)
 
     stats: dict[Hashable, tuple[float, float]] = {}
     zero: set[Hashable] = set()
@@ -133,17 +150,59 @@ def flow_advantages(rewards: Sequence[float | None], query_ids: Sequence[Hashabl
         traj_adv[t] = 0.0 if denom == 0 else (per_traj[t] - mean) / denom
 
     advantages = [0.0 if pad else traj_adv[t] for t, pad in zip(traj_ids, is_pad)]
-    if loss_norm == "paper":
-        if num_turns is None or max_turns is None:
-            raise ValueError("loss_norm='paper' needs num_turns (T_i per row) and max_turns (T_max)")
-        weights = []
-        for pad, ti in zip(is_pad, num_turns, strict=True):
-            if pad:
-                weights.append(0.0)
-            else:
-                if not 1 <= ti <= max_turns:
-                    raise ValueError(f"T_i={ti} outside 1..T_max={max_turns}")
-                weights.append(max_turns / ti)
-    else:
-        weights = [0.0 if pad else 1.0 for pad in is_pad]
-    return AdvantageResult(advantages, weights, len(groups), len(zero), stats)
+    return AdvantageResult(advantages, _loss_weights(is_pad, num_turns, max_turns, loss_norm), len(groups),
+                           len(zero), stats)
+
+
+def _loss_weights(is_pad: Sequence[bool], num_turns: Sequence[int] | None, max_turns: int | None,
+                  loss_norm: str) -> list[float]:
+    if loss_norm != "paper":
+        return [0.0 if pad else 1.0 for pad in is_pad]
+    if num_turns is None or max_turns is None:
+        raise ValueError("loss_norm='paper' needs num_turns (T_i per row) and max_turns (T_max)")
+    weights = []
+    for pad, ti in zip(is_pad, num_turns, strict=True):
+        if pad:
+            weights.append(0.0)
+        else:
+            if not 1 <= ti <= max_turns:
+                raise ValueError(f"T_i={ti} outside 1..T_max={max_turns}")
+            weights.append(max_turns / ti)
+    return weights
+
+
+def _verl_bf16(per_traj: dict[Hashable, float], query_ids: Sequence[Hashable], traj_ids: Sequence[Hashable],
+               is_pad: Sequence[bool], eps: float
+               ) -> tuple[list[float], dict[Hashable, tuple[float, float]], set[Hashable]]:
+    """verl 0.5.0's GRPO advantage on AgentFlow's bfloat16 turn rewards, op for op on CPU torch.
+
+    Every real row is one sample. A query with one sample gets mean 0 and std 1 (float32 tensors, so
+    that row's arithmetic is float32 before it is stored back as bfloat16); otherwise the mean, the
+    unbiased std, ``std + eps`` and the advantage are bfloat16 operations.
+    """
+    import torch
+
+    real = [i for i, pad in enumerate(is_pad) if not pad]
+    scores = torch.tensor([per_traj[traj_ids[i]] for i in real], dtype=torch.bfloat16)
+    members: dict[Hashable, list[int]] = {}
+    for k, i in enumerate(real):
+        members.setdefault(query_ids[i], []).append(k)
+    mean: dict[Hashable, torch.Tensor] = {}
+    std: dict[Hashable, torch.Tensor] = {}
+    zero: set[Hashable] = set()
+    for q, ks in members.items():
+        vals = scores[ks]
+        if len(ks) == 1:
+            mean[q], std[q] = torch.tensor(0.0), torch.tensor(1.0)
+            continue
+        mean[q], std[q] = torch.mean(vals), torch.std(vals.unsqueeze(0))
+        if bool((vals == vals[0]).all()):
+            zero.add(q)
+    out = scores.clone()
+    for k, i in enumerate(real):
+        q = query_ids[i]
+        out[k] = (scores[k] - mean[q]) / (std[q] + eps)
+    advantages = [0.0] * len(is_pad)
+    for k, i in enumerate(real):
+        advantages[i] = float(out[k])
+    return advantages, {q: (float(mean[q]), float(std[q])) for q in members}, zero

@@ -26,7 +26,7 @@ import logging
 from typing import Any
 
 from rewardkit.trl import TrainerHook
-from rewardkit_flowgrpo.advantages import LOSS_NORMS, NORMS, flow_advantages
+from rewardkit_flowgrpo.advantages import LOSS_NORMS, NORMS, PRECISIONS, flow_advantages
 from rewardkit_flowgrpo.agent import HFPlanner
 from rewardkit_flowgrpo.reward import FlowOutcome
 from rewardkit_flowgrpo.rollout import FlowRollout
@@ -111,12 +111,14 @@ class FlowBroadcastHook(TrainerHook):
         loss_norm: ``"paper"`` (Eq. 10; needs ``loss_type="grpo"``) or ``"token_mean"`` (code;
             ``loss_type="dapo"`` or ``"bnpo"``).
         unbiased: Bessel-corrected std (torch/verl default).
+        precision: ``"float64"`` (default) or ``"bf16"``: with ``norm="turn_pooled"``, the released
+            numbers bit for bit (AgentFlow stores rewards as bfloat16, so verl's statistics are bfloat16).
     """
 
     name = "flowgrpo.broadcast"
 
     def __init__(self, *, norm: str = "trajectory", eps: float | None = None, loss_norm: str = "paper",
-                 unbiased: bool = True) -> None:
+                 unbiased: bool = True, precision: str = "float64") -> None:
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         if loss_norm not in LOSS_NORMS:
@@ -125,6 +127,11 @@ class FlowBroadcastHook(TrainerHook):
         self.eps = eps
         self.loss_norm = loss_norm
         self.unbiased = unbiased
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "bf16" and norm != "turn_pooled":
+            raise ValueError("precision='bf16' reproduces the released code and needs norm='turn_pooled'")
+        self.precision = precision
         self.reward: FlowOutcome | None = None
         self.totals = {"batches": 0, "groups": 0, "zero_std_groups": 0, "trajectories": 0, "turns": 0}
         self.last_result = None
@@ -170,7 +177,8 @@ class FlowBroadcastHook(TrainerHook):
         max_turns = col["flowgrpo_max_turns"][0]
         res = flow_advantages(values, col["flowgrpo_query_id"], col["flowgrpo_traj_id"], col["flowgrpo_is_pad"],
                               col["flowgrpo_num_turns"], max_turns, norm=self.norm, eps=self.eps,
-                              unbiased=self.unbiased, loss_norm=self.loss_norm)
+                              unbiased=self.unbiased, loss_norm=self.loss_norm,
+                              precision=self.precision)
         self.last_result = res
         old = output["advantages"]
         output["advantages"] = torch.tensor(res.scaled, dtype=old.dtype, device=old.device)
