@@ -141,23 +141,37 @@ class LLMVerifier:
         return bool(words) and words[-1] == "STOP"
 
 
-def extract_answer(text: str) -> str:
-    """The last ``<answer>...</answer>``; the whole text when there is none (AgentFlow ``rollout.py``)."""
+def extract_answer(text: str | None, official: bool = False) -> str:
+    """The last ``<answer>...</answer>``, stripped; the whole text when there is none (AgentFlow ``rollout.py``).
+
+    Default: the untagged fallback is stripped too, and an empty or missing output stays ``""``.
+    ``official=True`` is the released code exactly: the untagged fallback is returned unstripped, and an
+    empty or missing output becomes the string ``"None"``, which is then sent to the judge.
+    """
+    if official and not text:
+        return "None"
+    text = text or ""
     found = re.findall(r"<answer>(.*?)</answer>", text, re.S)
-    return (found[-1] if found else text).strip()
+    if found:
+        return found[-1].strip()
+    return text if official else text.strip()
 
 
 class LLMGenerator:
-    """Generator that asks a module for the final answer wrapped in ``<answer></answer>``."""
+    """Generator that asks a module for the final answer wrapped in ``<answer></answer>``.
 
-    def __init__(self, module: Module, template: str | None = None) -> None:
+    ``official_answer=True`` extracts the answer exactly as AgentFlow does (see :func:`extract_answer`).
+    """
+
+    def __init__(self, module: Module, template: str | None = None, official_answer: bool = False) -> None:
         self.module = module
+        self.official_answer = official_answer
         self.template = template or (
             "Task: {query}\nMemory:\n{memory}\nAnswer the task. Wrap the final answer in <answer></answer>.")
 
     def __call__(self, query: str, memory: Memory) -> str:
         out = self.module([{"role": "user", "content": self.template.format(query=query, memory=memory.render())}])
-        return extract_answer(out)
+        return extract_answer(out, official=self.official_answer)
 
 
 def _role(x: Any, llm_cls: type) -> Callable[..., Any]:

@@ -23,6 +23,7 @@ Columns read: ``flowgrpo_answer`` and the gold column (``answer`` by default); o
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -55,26 +56,73 @@ JUDGE_TEMPLATE = (
     "Give a short analysis, then end with 'true_false: True' or 'true_false: False'.")
 
 
+JSON_JUDGE_TEMPLATE = (
+    "Decide whether the model response is equivalent to the ground truth. Normalise before comparing: "
+    "mathematically identical expressions match; numbers and text ignore formatting, case and currency or "
+    "units; for multiple choice, match the option's content or number to its letter.\n"
+    "Question: {question}\nModel Response: {answer}\nGround Truth: {gold}\n"
+    'Reply with only a JSON object: {{"analysis": "<brief analysis>", "true_false": true or false}}.')
+
+_TRUE_STRINGS = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE_STRINGS = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
 class JudgeError(RuntimeError):
     """The judge's output could not be read as a verdict."""
 
 
-class LLMJudge:
-    """An LLM judge through a Module; raises :class:`JudgeError` on an unparseable verdict."""
+def parse_text_verdict(output: str) -> float:
+    """The last ``true_false: True|False`` in free text (default mode)."""
+    verdicts = re.findall(r"true_false\W*(true|false)", output, re.I)
+    if not verdicts:
+        raise JudgeError(f"no 'true_false: True|False' verdict in judge output {output[:120]!r}")
+    return float(verdicts[-1].lower() == "true")
 
-    def __init__(self, module: Any, template: str = JUDGE_TEMPLATE) -> None:
+
+def parse_json_verdict(output: str) -> float:
+    """The released judge's verdict (official mode): AgentFlow asks GPT-4o for the structured output
+    ``{analysis: str, true_false: bool}``; the OpenAI SDK validates the message with pydantic, whose lax
+    bool accepts JSON true/false, 0/1, 0.0/1.0 and the strings 0/1/off/on/f/t/false/true/n/y/no/yes in any
+    case. Anything else fails validation; in the released pipeline that rollout then gets the fill value 0."""
+    try:
+        data = json.loads(output)
+    except (TypeError, ValueError) as exc:
+        raise JudgeError(f"judge output is not a JSON object: {output[:120]!r}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("analysis"), str) or "true_false" not in data:
+        raise JudgeError(f"judge output lacks a string 'analysis' and a 'true_false': {output[:120]!r}")
+    value = data["true_false"]
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return float(value == 1)
+    if isinstance(value, str) and value.lower() in _TRUE_STRINGS | _FALSE_STRINGS:
+        return float(value.lower() in _TRUE_STRINGS)
+    raise JudgeError(f"judge verdict {value!r} is not a boolean")
+
+
+VERDICTS = {"text": (JUDGE_TEMPLATE, parse_text_verdict), "json": (JSON_JUDGE_TEMPLATE, parse_json_verdict)}
+
+
+class LLMJudge:
+    """An LLM judge through a Module; raises :class:`JudgeError` on an unparseable verdict.
+
+    ``verdict="text"`` (default) reads the last ``true_false: True|False`` of free text; ``"json"`` asks
+    for AgentFlow's structured output and reads it as the released code does (:func:`parse_json_verdict`).
+    """
+
+    def __init__(self, module: Any, template: str | None = None, verdict: str = "text") -> None:
         from rewardkit_flowgrpo.modules import as_module
 
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {sorted(VERDICTS)}, got {verdict!r}")
         self.module = as_module(module)
-        self.template = template
+        self.template = template or VERDICTS[verdict][0]
+        self.parse = VERDICTS[verdict][1]
 
     def __call__(self, question: str, answer: str, gold: Any) -> float:
         out = self.module([{"role": "user", "content": self.template.format(question=question, answer=answer,
                                                                             gold=gold)}])
-        verdicts = re.findall(r"true_false\W*(true|false)", out, re.I)
-        if not verdicts:
-            raise JudgeError(f"no 'true_false: True|False' verdict in judge output {out[:120]!r}")
-        return float(verdicts[-1].lower() == "true")
+        return self.parse(out)
 
 
 class MathJudge:
@@ -95,7 +143,8 @@ class MathJudge:
         return float(value)
 
 
-def make_judge(judge: str | Callable[..., Any], judge_model: Any = None) -> Callable[[str, str, Any], float]:
+def make_judge(judge: str | Callable[..., Any], judge_model: Any = None,
+               verdict: str = "text") -> Callable[[str, str, Any], float]:
     if callable(judge):
         return judge
     if judge == "exact":
@@ -110,7 +159,7 @@ def make_judge(judge: str | Callable[..., Any], judge_model: Any = None) -> Call
             from rewardkit_flowgrpo.modules import OpenAIModule
 
             judge_model = OpenAIModule(**judge_model)
-        return LLMJudge(judge_model)
+        return LLMJudge(judge_model, verdict=verdict)
     raise ValueError(f"judge must be 'exact', 'math', 'llm' or a callable, got {judge!r}")
 
 
@@ -122,15 +171,17 @@ class FlowOutcome(Reward):
         judge_model: the LLM judge's module (``judge="llm"``).
         gold_column: the dataset column holding the ground truth.
         answer_column: the column holding the generator's final answer (the rollout writes it).
+        verdict: how the LLM judge's reply is read, ``"text"`` or ``"json"`` (AgentFlow's structured output).
     """
 
     kind = "multi_turn"
 
     def __init__(self, *, judge: str | Callable[..., Any] = "exact", judge_model: Any = None,
-                 gold_column: str = "answer", answer_column: str = "flowgrpo_answer", **kwargs: Any) -> None:
+                 gold_column: str = "answer", answer_column: str = "flowgrpo_answer", verdict: str = "text",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.judge_name = judge if isinstance(judge, str) else getattr(judge, "__name__", type(judge).__name__)
-        self.judge = make_judge(judge, judge_model)
+        self.judge = make_judge(judge, judge_model, verdict)
         self.gold_column = gold_column
         self.answer_column = answer_column
         self.last_values: list[float | None] = []

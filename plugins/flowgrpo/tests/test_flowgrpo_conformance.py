@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from rewardkit_flowgrpo.advantages import flow_advantages
+from rewardkit_flowgrpo.agent import extract_answer
+from rewardkit_flowgrpo.reward import FlowOutcome, JudgeError, parse_json_verdict
 
 HERE = Path(__file__).parent / "conformance"
 
@@ -72,3 +74,43 @@ def test_float64_turn_pooled_differs_from_the_release_only_by_bfloat16_rounding(
             assert ours == pytest.approx(theirs, rel=2 ** -6, abs=2 ** -7)
             differ += ours != theirs
     assert differ > 0
+
+
+ANSWER_CASES = table("answer_extraction.json")
+
+
+@pytest.mark.parametrize("case", ANSWER_CASES, ids=[c["id"] for c in ANSWER_CASES])
+def test_official_answer_extraction(case):
+    assert extract_answer(case["input"].get("direct_output"), official=True) == case["expected"]
+
+
+def test_default_answer_extraction_deviates_only_on_whitespace_and_empty_output():
+    for case in ANSWER_CASES:
+        text = case["input"].get("direct_output")
+        ours = extract_answer(text)
+        if not text:
+            assert ours == "" and case["expected"] == "None"
+        else:
+            assert ours == case["expected"].strip()
+
+
+VERDICT_CASES = table("judge_verdict.json")
+
+
+@pytest.mark.parametrize("case", VERDICT_CASES, ids=[c["id"] for c in VERDICT_CASES])
+def test_official_json_verdict(case):
+    if case["expected"] == "error":
+        with pytest.raises(JudgeError):
+            parse_json_verdict(case["input"]["content"])
+    else:
+        assert parse_json_verdict(case["input"]["content"]) == case["expected"]
+
+
+@pytest.mark.parametrize("case", VERDICT_CASES, ids=[c["id"] for c in VERDICT_CASES])
+def test_json_judge_through_flowgrpo_outcome(case):
+    """The whole official judge path: module reply -> verdict -> reward; a failed parse is 0 and counted."""
+    reward = FlowOutcome(judge="llm", judge_model=lambda messages: case["input"]["content"], verdict="json")
+    values = reward(["q"], ["planner text"], flowgrpo_answer=["42"], answer=["42"])
+    expected = 0.0 if case["expected"] == "error" else case["expected"]
+    assert values == [expected]
+    assert reward._last_stats["judge_errors"] == int(case["expected"] == "error")
