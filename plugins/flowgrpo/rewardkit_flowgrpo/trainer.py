@@ -223,8 +223,10 @@ def flowgrpo_grpo_kwargs(group_size: int = 8, max_turns: int = 3, *, queries_per
     Always: ``num_generations = G * T_max`` and ``per_device_train_batch_size = queries_per_device *
     G * T_max`` (whole queries per rank). ``preset="paper"``: ``loss_type="grpo"`` (Eq. 10 with the
     hook's ``loss_norm="paper"``), symmetric ε = 0.2, β = 0.001, temperature 0.5. ``preset="code"``
-    (AgentFlow's train/config.yaml on verl 0.5.0): ``loss_type="dapo"`` (token-mean), ε = 0.2 / 0.3
-    (clip-higher), dual-clip δ = 3, β = 0.001, temperature 0.7.
+    (AgentFlow's train/config.yaml on verl 0.5.0): ``loss_type="bnpo"`` (verl's ``token-mean``: a token
+    mean per micro-batch divided by the accumulation steps; verl's micro-batches are 4 shuffled turn
+    samples, TRL's are this rank's rows of whole queries), ε = 0.2 / 0.3 (clip-higher), dual-clip δ = 3,
+    β = 0.001, temperature 0.7. Pass ``loss_type="dapo"`` for a token mean over the whole step.
 
     With ``steps_per_generation == gradient_accumulation_steps`` (TRL's default) and
     ``num_iterations=1`` the ratio is exactly 1 and clipping never acts; set
@@ -237,7 +239,7 @@ def flowgrpo_grpo_kwargs(group_size: int = 8, max_turns: int = 3, *, queries_per
     rows = group_size * max_turns
     kw: dict[str, Any] = dict(num_generations=rows, per_device_train_batch_size=queries_per_device * rows,
                               beta=0.001, epsilon=0.2, scale_rewards="none",
-                              loss_type="grpo" if loss_norm == "paper" else "dapo")
+                              loss_type="grpo" if loss_norm == "paper" else "bnpo")
     if preset == "paper":
         kw.update(temperature=0.5)
     else:

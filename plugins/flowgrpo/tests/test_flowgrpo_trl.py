@@ -189,7 +189,7 @@ def test_code_preset_turn_pooled_token_mean_with_kl(tmp_path, tiny_model_path, t
         if not row["flowgrpo_is_pad"]:
             turn = trajs[r // T_MAX].turns[r % T_MAX]
             assert lp[r, : len(turn.logprobs)].tolist() == pytest.approx(turn.logprobs, abs=1e-6)
-    assert trainer.args.loss_type == "dapo" and trainer.args.epsilon_high == 0.3 and trainer.args.delta == 3.0
+    assert trainer.args.loss_type == "bnpo" and trainer.args.epsilon_high == 0.3 and trainer.args.delta == 3.0
     rewards = [1.0 if tr.answer == "yes" else 0.0 for tr in trajs]
     expected = []
     for q in range(2):
@@ -204,7 +204,7 @@ def test_code_preset_turn_pooled_token_mean_with_kl(tmp_path, tiny_model_path, t
 
 
 def test_hook_refuses_a_loss_type_that_does_not_match_its_loss_norm(tmp_path, tiny_model_path, tiny_tokenizer):
-    kw = flowgrpo_grpo_kwargs(G, T_MAX, preset="code")  # dapo token-mean
+    kw = flowgrpo_grpo_kwargs(G, T_MAX, preset="code")  # bnpo token-mean
     args = tiny_grpo_config(tmp_path, **{**kw, "beta": 0.0})
     with pytest.raises(ValueError, match="loss_type"):
         build_trainer(GRPOTrainer, hooks=[get_hook("flowgrpo.broadcast", loss_norm="paper")],

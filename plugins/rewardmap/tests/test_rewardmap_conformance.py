@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
-from rewardkit import get_reward
 from rewardkit_rewardmap.scoring import PLANNING, clean_string, extract_plus_answer
+
+from rewardkit import get_reward
 
 HERE = Path(__file__).parent / "conformance"
 
