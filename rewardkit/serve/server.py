@@ -344,7 +344,8 @@ class RewardServer:
         if ids is not None and (not isinstance(ids, list) or len(ids) != n or not all(
                 isinstance(r, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in r) for r in ids)):
             raise BadRequest(f"'completion_ids' must be null or a list of {n} lists of token ids")
-        columns = body.get("columns") or {}
+        columns = body.get("columns")
+        columns = {} if columns is None else columns
         if not isinstance(columns, Mapping):
             raise BadRequest("'columns' must be an object of column name -> list")
         reserved = sorted(k for k in columns if k in RESERVED_COLUMNS)
