@@ -6,7 +6,8 @@ with the same reward computed locally. Reports throughput, p50/p99 latency, ``lo
 that got no 200 answer) and ``mismatched`` (answers that differ from the local values).
 
 ``--big-bodies`` then sends four 100 MB bodies at once (and one 10 MB body) and reports the
-server's peak resident memory (VmHWM) before and after, and the status codes it answered.
+server's peak resident memory (VmHWM, per process: the server and its reward workers) before and
+after, and the status codes it answered.
 
 Works against any rewardkit checkout on PYTHONPATH (the before/after comparison of issue 13):
 
@@ -60,6 +61,23 @@ def _peak_rss_mb(pid: int) -> tuple[float, float]:
             k, _, v = line.partition(":")
             fields[k] = v.strip()
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and all its descendants (the hardened server runs each reward in a child process)."""
+    out = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                for child in f.read().split():
+                    out += _tree(int(child))
+    except OSError:
+        pass
+    return out
+
+
+def _tree_peaks(pid: int) -> dict[int, float]:
+    return {p: round(_peak_rss_mb(p)[1], 1) for p in _tree(pid)}
 
 
 def start() -> tuple[subprocess.Popen, str]:
@@ -116,6 +134,8 @@ def drive(url: str, jobs: list[dict], want: list[list], concurrency: int) -> dic
                           limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
     latencies: list[float] = []
     lost, mismatched = [], []
+    for job in jobs[:2]:  # warm up: the first call of a reward may import its checker
+        client.post("/v1/score", json=job)
 
     def one(i: int) -> None:
         t0 = time.perf_counter()
@@ -149,8 +169,7 @@ def big_bodies(url: str, pid: int) -> dict:
         return head + b"x" * (mb * 1024 * 1024 - len(head) - 3) + b'"]}'
 
     headers = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
-    before = _peak_rss_mb(pid)
-    out: dict = {"rss_before_mb": round(before[0], 1), "peak_before_mb": round(before[1], 1)}
+    out: dict = {"peak_before_mb": _tree_peaks(pid)}
     ten = body(10)
     try:
         out["10MB_status"] = httpx.post(url + "/v1/score", content=ten, headers=headers, timeout=120).status_code
@@ -167,8 +186,7 @@ def big_bodies(url: str, pid: int) -> dict:
 
     with ThreadPoolExecutor(4) as ex:
         out["4x100MB_status"] = list(ex.map(send, range(4)))
-    after = _peak_rss_mb(pid)
-    out["peak_after_mb"] = round(after[1], 1)
+    out["peak_after_mb"] = _tree_peaks(pid)
     out["health_after"] = httpx.get(url + "/health", timeout=10).status_code
     return out
 

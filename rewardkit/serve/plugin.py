@@ -81,7 +81,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shutdown-timeout", type=float, default=5.0,
                    help="on SIGTERM, seconds in-flight requests get before they are cancelled")
     p.add_argument("--on-error", choices=["raise", "none"], default="raise",
-                   help="raise: a reward exception answers 500 with its message; none: rows become null")
+                   help="raise: a reward exception answers 500 with its message; none: the rows that "
+                        "raised become null, with their messages in the answer's 'errors'")
     p.add_argument("--log-level", default="info")
 
 

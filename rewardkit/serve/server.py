@@ -181,6 +181,9 @@ class _Batcher:
             item.expired = True
             self.stats.timeouts += 1
             raise TimedOut(f"reward {self.name!r}: no result within {self.config.request_timeout_s:g} s") from None
+        except TimedOut:  # the worker hit the deadline a moment before this request's own timer
+            self.stats.timeouts += 1
+            raise
 
     async def _collect(self) -> list[_Item]:
         assert self.queue is not None
