@@ -238,6 +238,10 @@ class ProcessWorker:
         self.name = name
         self.max_batch_rows = max_batch_rows
         self.start_timeout_s = start_timeout_s
+        if type(reward).__module__ == "__main__":
+            raise ValueError(f"reward {name!r} is an instance of {type(reward).__name__} defined in the __main__ "
+                             "script, which a worker process cannot import; define it in a module, or serve it "
+                             "with workers='thread'")
         try:
             self.payload = pickle.dumps(reward)
         except Exception as exc:
