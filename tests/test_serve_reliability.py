@@ -164,7 +164,9 @@ def test_token_required(server):
     wrong = post(server.url, body, headers={"authorization": "Bearer nope"})
     assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
     assert post(server.url, body, headers={"authorization": TOKEN}).status_code == 401  # no "Bearer "
+    assert post(server.url, body, headers={"authorization": f"Bearer {TOKEN}x"}).status_code == 401
     assert post(server.url, body).json()["rewards"] == [pytest.approx(0.03)]
+    assert post(server.url, body, headers={"authorization": f"bearer {TOKEN}"}).status_code == 200
     assert httpx.get(server.url + "/v1/rewards").status_code == 401
     # a bare /health says only that the server is up; with the token, everything (never the token)
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}

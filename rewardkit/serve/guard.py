@@ -37,7 +37,7 @@ class Guard:
 
     def __init__(self, app: Any, *, token: str | None, max_body_bytes: int, body_timeout_s: float) -> None:
         self.app = app
-        self.expected = None if not token else b"Bearer " + token.encode()
+        self.expected = None if not token else token.encode()
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
 
@@ -47,8 +47,10 @@ class Guard:
         got = b""
         for name, value in headers:
             if name == b"authorization":
-                got = value
-        return hmac.compare_digest(got, self.expected)
+                scheme, _, got = value.strip().partition(b" ")
+                if scheme.lower() != b"bearer":  # the scheme is case-insensitive (RFC 7235)
+                    got = b""
+        return hmac.compare_digest(got.strip(), self.expected)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
