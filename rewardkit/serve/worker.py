@@ -130,6 +130,8 @@ class Scorer:
                 rows["values"].append(None)
                 rows["steps"].append(None)
                 rows["errors"].append(_short(exc))
+        if not isinstance(self.reward, ProcessReward):
+            rows["steps"] = None  # outcome rewards have no steps to report
         return self._answer(job, rows)
 
     def _error(self, exc: Exception) -> ServeError:
