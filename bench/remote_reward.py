@@ -58,16 +58,17 @@ class TinyRMReward(Reward):
 
 
 def serve_child(port: int, max_batch_rows: int) -> None:
-    import uvicorn
+    # the class by its module name (not __main__), so the server's worker process can import it
+    from remote_reward import TinyRMReward as ImportableTinyRM
 
-    from rewardkit.serve import RewardServer, ServerConfig, create_app
+    from rewardkit.serve import RewardServer, ServerConfig
+    from rewardkit.serve.server import serve_forever
     from rewardkit.testing import tiny_model_dir
 
-    reward = TinyRMReward(str(tiny_model_dir("reward_model")), name="tiny_rm")
-    reward(["warm"], ["up"])  # load the model before the clock starts
+    reward = ImportableTinyRM(str(tiny_model_dir("reward_model")), name="tiny_rm")
     server = RewardServer({"tiny_rm": reward}, ServerConfig(max_batch_rows=max_batch_rows, max_wait_ms=2.0,
                                                             queue_size=4096))
-    uvicorn.run(create_app(server), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    serve_forever(server, host="127.0.0.1", port=port, log_level="warning")
 
 
 def _free_port() -> int:
@@ -110,6 +111,7 @@ def drive(url: str, prompts: list[str], completions: list[str], concurrency: int
         latencies.append(time.perf_counter() - t0)
         return v
 
+    client(["warm"], ["up"])  # the server's worker process loads the model on its first call
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as ex:
         values = list(ex.map(one, range(len(prompts))))

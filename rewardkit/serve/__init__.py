@@ -2,7 +2,8 @@
 
 ``rewardkit serve --reward NAME ...`` runs a FastAPI/uvicorn server (the ``serve`` extra) that
 scores requests for any registered reward or process reward, batching concurrent requests into one
-reward call, with a bounded queue, per-request timeouts and a ``/health`` endpoint.
+reward call, with a bounded queue, per-request deadlines, a ``/health`` endpoint, each reward in its
+own worker process, and limits against hostile clients (bearer token, body size, slow clients).
 
 :class:`RemoteReward` and :class:`RemoteProcessReward` are rewardkit rewards that call such a
 server, with retries and a circuit breaker; :class:`RemoteStepScorer` is the same for the PRM

@@ -6,19 +6,27 @@ Failure handling, in order:
    exponential backoff and jitter, ``retries`` times;
 2. every request that still fails counts against a :class:`CircuitBreaker`; after
    ``breaker_threshold`` failures in a row it opens and calls fail at once, without touching the
-   network, for ``breaker_reset_s``; then one trial call decides whether it closes again;
+   network, for ``breaker_reset_s`` (doubling while the server stays down, up to
+   ``breaker_max_reset_s``); then one caller probes ``GET /health`` (half-open): if the server
+   answers, the circuit closes and that call goes on, else it opens again;
 3. what is left is a :class:`RemoteRewardError` (or :class:`CircuitOpenError`) carrying the
    server's message. The reward's ``on_error`` policy decides: ``"raise"`` re-raises it,
    ``"none"`` makes the rows ``None`` and counts them in ``rewardkit/<name>/errors``. A failure is
    never turned into a 0.0.
 
 Answers the server could not give (4xx, or 500 because the reward itself raised) are not retried:
-the same request would fail again.
+the same request would fail again. A row the server marks as an error (it raised under the
+served reward's ``on_error="none"``) is ``None`` here and counted in ``errors``, exactly as the
+same reward run locally would count it; a plain ``null`` is the reward's "does not apply".
+
+Auth: ``token=`` or the ``REWARDKIT_SERVE_TOKEN`` environment variable is sent as
+``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -29,6 +37,7 @@ from rewardkit.prm.scorers import StepScorer, score_over_http
 from rewardkit.reward import Batch, ProcessReward, Reward, StepScores
 
 RETRY_STATUS = (502, 503, 504)
+TOKEN_ENV = "REWARDKIT_SERVE_TOKEN"
 
 
 class RemoteRewardError(RuntimeError):
@@ -45,17 +54,22 @@ class CircuitOpenError(RemoteRewardError):
 
 
 class CircuitBreaker:
-    """Closed -> (``threshold`` failures in a row) open -> (``reset_after_s``) half-open -> closed/open.
+    """Closed -> (``threshold`` failures in a row) open -> (reset time) half-open -> closed/open.
 
-    Thread-safe. In the half-open state exactly one trial call goes through; others fail fast.
+    The reset time is ``reset_after_s`` after the first opening and doubles each time a half-open
+    trial fails, up to ``max_reset_s``; a success brings it back to ``reset_after_s``. Thread-safe.
+    In the half-open state exactly one trial call goes through (:meth:`before_call` returns True
+    for it); others fail fast.
     """
 
-    def __init__(self, threshold: int = 5, reset_after_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, threshold: int = 5, reset_after_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic, max_reset_s: float | None = None) -> None:
         if threshold < 1:
             raise ValueError("breaker threshold must be >= 1")
         self.threshold = threshold
         self.reset_after_s = reset_after_s
+        self.max_reset_s = reset_after_s if max_reset_s is None else max(max_reset_s, reset_after_s)
+        self.current_reset_s = reset_after_s
         self.clock = clock
         self.state = "closed"
         self.failures = 0
@@ -64,12 +78,13 @@ class CircuitBreaker:
         self._trial_in_flight = False
         self._lock = threading.Lock()
 
-    def before_call(self, what: str = "remote reward") -> None:
+    def before_call(self, what: str = "remote reward") -> bool:
+        """Raise :class:`CircuitOpenError` if the call must not go out; True if it is the half-open trial."""
         with self._lock:
             if self.state == "closed":
-                return
+                return False
             if self.state == "open":
-                wait = self.opened_at + self.reset_after_s - self.clock()
+                wait = self.opened_at + self.current_reset_s - self.clock()
                 if wait > 0:
                     raise CircuitOpenError(f"{what}: circuit open after {self.failures} failed calls in a row; "
                                            f"next try in {wait:.1f} s")
@@ -78,11 +93,13 @@ class CircuitBreaker:
             if self._trial_in_flight:
                 raise CircuitOpenError(f"{what}: circuit half-open, a trial call is already in flight")
             self._trial_in_flight = True
+            return True
 
     def record_success(self) -> None:
         with self._lock:
             self.state = "closed"
             self.failures = 0
+            self.current_reset_s = self.reset_after_s
             self._trial_in_flight = False
 
     def record_failure(self) -> None:
@@ -90,6 +107,8 @@ class CircuitBreaker:
             self.failures += 1
             self._trial_in_flight = False
             if self.state == "half_open" or self.failures >= self.threshold:
+                if self.state == "half_open":  # still down: wait longer before the next probe
+                    self.current_reset_s = min(self.max_reset_s, self.current_reset_s * 2)
                 if self.state != "open":
                     self.times_opened += 1
                 self.state = "open"
@@ -115,11 +134,13 @@ class _RemoteMixin:
     max_backoff_s: float
     breaker_threshold: int
     breaker_reset_s: float
+    breaker_max_reset_s: float
     max_rows_per_request: int
+    token: str | None
 
     def _init_remote(self, url: str, reward: str, *, timeout: float, retries: int, backoff_s: float,
                      max_backoff_s: float, breaker_threshold: int, breaker_reset_s: float,
-                     max_rows_per_request: int) -> None:
+                     breaker_max_reset_s: float, max_rows_per_request: int, token: str | None) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"reward server url must start with http:// or https://, got {url!r}")
         if retries < 0 or max_rows_per_request < 1:
@@ -132,7 +153,9 @@ class _RemoteMixin:
         self.max_backoff_s = max_backoff_s
         self.breaker_threshold = breaker_threshold
         self.breaker_reset_s = breaker_reset_s
+        self.breaker_max_reset_s = breaker_max_reset_s
         self.max_rows_per_request = max_rows_per_request
+        self.token = token
         self._lazy_client = None
         self._lazy_breaker = None
         self._lazy_lock = threading.Lock()
@@ -148,15 +171,18 @@ class _RemoteMixin:
                         import httpx
                     except ImportError as exc:  # pragma: no cover
                         raise ImportError("remote rewards need httpx: pip install 'rewardkit[serve]'") from exc
+                    token = self.token or os.environ.get(TOKEN_ENV)
+                    headers = {"authorization": f"Bearer {token}"} if token else None
                     self._lazy_client = httpx.Client(
-                        base_url=self.url, timeout=self.timeout,
+                        base_url=self.url, timeout=self.timeout, headers=headers,
                         limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
         return self._lazy_client
 
     @property
     def breaker(self) -> CircuitBreaker:
         if self._lazy_breaker is None:
-            self._lazy_breaker = CircuitBreaker(self.breaker_threshold, self.breaker_reset_s)
+            self._lazy_breaker = CircuitBreaker(self.breaker_threshold, self.breaker_reset_s,
+                                                max_reset_s=self.breaker_max_reset_s)
         return self._lazy_breaker
 
     def close(self) -> None:
@@ -164,12 +190,12 @@ class _RemoteMixin:
             self._lazy_client.close()
             self._lazy_client = None
 
-    def health(self) -> dict[str, Any]:
+    def health(self, timeout: float | None = None) -> dict[str, Any]:
         """The server's ``/health`` answer (raises :class:`RemoteRewardError` when unreachable)."""
         import httpx
 
         try:
-            resp = self._client().get("/health")
+            resp = self._client().get("/health", timeout=self.timeout if timeout is None else timeout)
         except httpx.HTTPError as exc:
             raise RemoteRewardError(f"reward server {self.url} unreachable: {type(exc).__name__}: {exc}") from exc
         if resp.status_code != 200:
@@ -182,7 +208,15 @@ class _RemoteMixin:
         import httpx
 
         what = f"remote reward {self.remote_name!r} at {self.url}"
-        self.breaker.before_call(what)
+        if self.breaker.before_call(what):
+            # half-open: a cheap probe decides, not a big scoring request that may time out
+            try:
+                self.health(timeout=min(self.timeout, 5.0))
+            except RemoteRewardError as exc:
+                self.breaker.record_failure()
+                raise CircuitOpenError(f"{what}: circuit open, the half-open probe failed ({exc})",
+                                       status=exc.status, retryable=True) from exc
+            self.breaker.record_success()
         payload = json.dumps(body, default=_json_default, allow_nan=False)
         last: RemoteRewardError | None = None
         for attempt in range(self.retries + 1):
@@ -219,7 +253,8 @@ class _RemoteMixin:
 
     def _remote_batch(self, batch: Batch, *, steps: bool) -> tuple[list[int], list[Any], list[Any] | None]:
         """Send the batch's scorable rows to the server: their indices, their values and (with
-        ``steps``) their step rows. Retries are counted on the batch even when the call fails."""
+        ``steps``) their step rows. Retries, and rows that raised on the server (``errors``), are
+        counted on the batch even when the call fails."""
         idx, rows = _batch_rows(batch)
         if not idx:
             return idx, [], None
@@ -229,6 +264,7 @@ class _RemoteMixin:
                                                    rows["columns"], steps=steps, stats=stats)
         finally:
             batch.counts["remote_retries"] += stats.get("retries", 0)
+            batch.counts["errors"] += stats.get("row_errors", 0)
         return idx, values, step_rows
 
     def _remote_score(self, prompts: Sequence[Any], completions: Sequence[Any],
@@ -251,6 +287,15 @@ class _RemoteMixin:
             for v in got:
                 if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                     raise RemoteRewardError(f"remote reward {self.remote_name!r} returned a non-number {v!r}")
+            errors = answer.get("errors")
+            if errors is not None:
+                if not isinstance(errors, list) or len(errors) != end - start:
+                    raise RemoteRewardError(f"remote reward {self.remote_name!r} returned a malformed 'errors' list")
+                bad = [i for i, e in enumerate(errors) if e is not None]
+                if any(got[i] is not None for i in bad):
+                    raise RemoteRewardError(f"remote reward {self.remote_name!r} returned a value for a failed row")
+                if stats is not None:
+                    stats["row_errors"] = stats.get("row_errors", 0) + len(bad)
             values += got
             if step_rows is not None:
                 srows = answer.get("steps")
@@ -269,7 +314,7 @@ def _batch_rows(batch: Batch) -> tuple[list[int], dict[str, Any]]:
 
 
 REMOTE_DEFAULTS = dict(timeout=60.0, retries=3, backoff_s=0.1, max_backoff_s=5.0, breaker_threshold=5,
-                       breaker_reset_s=30.0, max_rows_per_request=512)
+                       breaker_reset_s=1.0, breaker_max_reset_s=30.0, max_rows_per_request=512, token=None)
 
 
 class RemoteReward(_RemoteMixin, Reward):
@@ -281,8 +326,10 @@ class RemoteReward(_RemoteMixin, Reward):
         timeout: seconds per HTTP request (connect + answer).
         retries: extra attempts on transport errors and 502/503/504.
         backoff_s / max_backoff_s: exponential backoff between attempts (with 50-150% jitter).
-        breaker_threshold / breaker_reset_s: the circuit breaker (see the module docstring).
+        breaker_threshold / breaker_reset_s / breaker_max_reset_s: the circuit breaker (see the
+            module docstring): first probe ``breaker_reset_s`` after it opens, then doubling.
         max_rows_per_request: bigger batches are split into several requests.
+        token: bearer token for a server started with ``--token`` (default: ``$REWARDKIT_SERVE_TOKEN``).
         name, on_error, max_chars, ...: as for every :class:`rewardkit.Reward`; the name defaults to
             ``reward``. Columns, ``completion_ids`` and the original completions (plain or chat) are
             sent; empty and oversize completions are settled locally as the base class does.

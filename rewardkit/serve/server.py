@@ -1,123 +1,138 @@
-"""The reward server: FastAPI app, per-reward request batching, bounded queues, timeouts, health.
+"""The reward server: FastAPI app, per-reward request batching, bounded queues, deadlines, health.
 
-Endpoints (JSON):
+Endpoints (JSON; with a token every one but a bare ``GET /health`` needs ``Authorization: Bearer``):
 
 ``GET /health``
-    ``{"status": "ok", "rewards": {name: kind}, "queues": {name: depth}, "stats": {...}}``.
+    ``{"status": "ok", "rewards": {name: kind}, "queues": {name: depth}, "workers": {...},
+    "stats": {...}}`` (without the token, only ``{"status": "ok"}``).
 ``GET /v1/rewards``
-    ``[{"name", "kind", "class"}]``.
+    ``[{"name", "kind", "class", "step_scorer"}]``.
 ``POST /v1/score``
     body ``{"reward": NAME, "prompts": [...], "completions": [...], "completion_ids": [[...]]|null,
     "columns": {col: [...]}, "steps": false}``; answer ``{"reward": NAME, "rewards": [float|null],
-    "steps": [{"scores": [...], "spans": [[s, e], ...]}|null] | null}``. ``steps`` is only filled
-    for process rewards when asked. ``null`` is the reward's own "does not apply" (or its
-    ``on_error="none"`` outcome); it is never turned into 0.
+    "steps": [{"scores": [...], "spans": [[s, e], ...]}|null] | null, "errors": [str|null] | null}``.
+    ``steps`` is only filled for process rewards when asked. A ``null`` reward with a ``null`` error
+    is the reward's own "does not apply"; a ``null`` with an error message is a row that raised
+    (under the reward's ``on_error="none"``). Neither is ever turned into 0.
 
 Errors come back with a status and ``{"error": message, "type": ..., "retryable": bool}``:
-404 unknown reward, 413 too many rows, 422 malformed request, 500 the reward raised,
-503 queue full (retry later), 504 the request waited longer than the server's timeout.
+401 missing/wrong token, 404 unknown reward, 408 body too slow, 413 body or row count over the
+limit, 422 malformed request, 500 the reward raised, 503 queue full (retry later), 504 no result
+within the request deadline.
 
-Batching: each reward has one worker. While it scores a batch, new requests wait in a bounded
-queue; the worker then takes every waiting request (up to ``max_batch_rows`` rows, waiting at most
-``max_wait_ms`` for more), concatenates their rows into one reward call and splits the results
-back. If a merged call raises, each request is scored alone, so one bad request fails alone.
+Batching: each reward has one worker (a child process by default, see :mod:`.worker`). While it
+scores, new requests wait in a bounded queue; the batcher then takes every waiting request (waiting
+at most ``max_wait_ms`` for more), and the worker scores their rows in chunks of at most
+``max_batch_rows``. If a merged call raises, each request is scored alone, so one bad request
+fails alone. A worker that misses the deadline of every request it holds is killed and restarted.
 """
 
 import asyncio
 import concurrent.futures
 import contextlib
+import ipaddress
+import os
 import socket
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rewardkit.reward import ProcessReward, Reward, RewardInputError
+from rewardkit.reward import TRL_CONTEXT_KWARGS, Reward
+from rewardkit.serve.errors import (  # noqa: F401 - re-exported: the server's error vocabulary
+    BadRequest,
+    Overloaded,
+    RequestTimeout,
+    RewardFailed,
+    ServeError,
+    TimedOut,
+    TooLarge,
+    Unauthorized,
+    UnknownReward,
+)
+from rewardkit.serve.guard import Guard, header_timeout_protocol
+from rewardkit.serve.worker import STAT_KEYS, Job, ProcessWorker, ThreadWorker
+
+TOKEN_ENV = "REWARDKIT_SERVE_TOKEN"
+# names a column cannot have: the reward call's own parameters and TRL's side channels
+RESERVED_COLUMNS = frozenset({"self", "prompts", "completions", "completion_ids", *TRL_CONTEXT_KWARGS})
 
 
 @dataclass
 class ServerConfig:
     """Knobs of the reward server (also the ``rewardkit serve`` flags)."""
 
-    max_batch_rows: int = 64      # rows merged into one reward call
+    max_batch_rows: int = 64      # rows in one reward call (bigger requests are scored in chunks)
     max_wait_ms: float = 2.0      # how long a worker waits for more requests before scoring
     queue_size: int = 1024        # waiting requests per reward; beyond it: 503
     request_timeout_s: float = 60.0  # a request waiting (queued + scoring) longer gets 504
     max_request_rows: int = 4096  # rows in one request; beyond it: 413
+    max_body_mb: float = 32.0     # request body size; beyond it: 413, refused before it is read
+    header_timeout_s: float = 10.0  # a connection must send complete request headers within this
+    body_timeout_s: float = 30.0  # ... and the whole body within this; else 408 / closed
+    keep_alive_s: float = 5.0     # idle keep-alive connections are closed after this
+    shutdown_timeout_s: float = 5.0  # on SIGTERM, in-flight requests get this long, then are cancelled
+    workers: str = "process"      # "process": each reward in its own child process; "thread": in-process
+    data_root: str | None = None  # file-path columns (Reward.path_columns) must resolve under this
+    token: str | None = field(default=None, repr=False)  # bearer token; None: no auth
 
+    def __post_init__(self) -> None:
+        if self.workers not in ("process", "thread"):
+            raise ValueError(f"workers must be 'process' or 'thread', got {self.workers!r}")
+        if self.max_batch_rows < 1 or self.max_body_mb <= 0 or self.request_timeout_s <= 0:
+            raise ValueError("max_batch_rows, max_body_mb and request_timeout_s must be positive")
 
-class ServeError(Exception):
-    status = 500
-    retryable = False
-
-
-class UnknownReward(ServeError):
-    status = 404
-
-
-class TooLarge(ServeError):
-    status = 413
-
-
-class BadRequest(ServeError):
-    status = 422
-
-
-class Overloaded(ServeError):
-    status = 503
-    retryable = True
-
-
-class TimedOut(ServeError):
-    status = 504
-    retryable = True
-
-
-class RewardFailed(ServeError):
-    status = 500
+    def public(self) -> dict[str, Any]:
+        """The config as /health shows it (never the token)."""
+        out = asdict(self)
+        out["token"] = "set" if self.token else None
+        return out
 
 
 @dataclass
 class _Item:
-    prompts: list[Any]
-    completions: list[Any]  # for scorer requests: the step lists
-    completion_ids: list[list[int]] | None
-    columns: dict[str, list[Any]]
-    want_steps: bool
+    job: Job
     future: asyncio.Future
+    deadline: float  # time.monotonic() after which nobody waits for the answer
     expired: bool = False
-    mode: str = "reward"  # "reward": the reward's __call__; "scorer": its PRM step scorer
 
     @property
     def rows(self) -> int:
-        return len(self.completions)
+        return len(self.job["completions"])
 
     def signature(self) -> tuple:
-        return (self.mode, self.completion_ids is not None, tuple(sorted(self.columns)))
+        return (self.job["mode"], self.job["completion_ids"] is not None, tuple(sorted(self.job["columns"])))
 
 
 @dataclass
 class RewardStats:
     requests: int = 0
     rows: int = 0
-    batches: int = 0
+    batches: int = 0          # reward calls (chunks of at most max_batch_rows rows)
     max_batch_rows: int = 0
-    errors: int = 0
-    rejected: int = 0
-    timeouts: int = 0
-    nones: int = 0
+    errors: int = 0           # requests answered 422/500 because the reward raised
+    row_errors: int = 0       # rows that raised under on_error="none" (null + an error message)
+    rejected: int = 0         # 503: queue full
+    timeouts: int = 0         # 504
+    nones: int = 0            # rows the reward itself answered None ("does not apply")
     score_seconds: float = 0.0
+    worker_restarts: int = 0
 
-
-def _steps_json(s: Any) -> dict[str, Any] | None:
-    if s is None:
-        return None
-    return {"scores": [float(x) for x in s.scores], "spans": [[int(a), int(b)] for a, b in s.spans]}
+    def add(self, delta: Mapping[str, float]) -> None:
+        for k in STAT_KEYS:
+            if k == "max_batch_rows":
+                self.max_batch_rows = max(self.max_batch_rows, int(delta[k]))
+            elif k == "score_seconds":
+                self.score_seconds += delta[k]
+            else:
+                setattr(self, k, getattr(self, k) + int(delta[k]))
 
 
 class _Batcher:
-    """One reward, one worker thread, one bounded queue of waiting requests."""
+    """One reward, one worker, one bounded queue of waiting requests."""
 
     def __init__(self, name: str, reward: Reward, config: ServerConfig) -> None:
         self.name = name
@@ -126,12 +141,15 @@ class _Batcher:
         self.stats = RewardStats()
         self.queue: asyncio.Queue | None = None
         self.task: asyncio.Task | None = None
-        # one thread per reward: a reward (and its model) is never called concurrently, so
+        worker_cls = ProcessWorker if config.workers == "process" else ThreadWorker
+        self.worker: ProcessWorker | ThreadWorker = worker_cls(name, reward, config.max_batch_rows)
+        # one thread per reward talks to its worker: a reward is never called concurrently, so
         # ProcessReward.last_step_scores belongs to the call that just ran
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rk-{name}")
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.config.queue_size)
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.worker.start)
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"rewardkit-batcher-{self.name}")
 
     async def stop(self) -> None:
@@ -139,13 +157,16 @@ class _Batcher:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        self.worker.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def depth(self) -> int:
         return 0 if self.queue is None else self.queue.qsize()
 
-    async def submit(self, item: _Item) -> dict[str, Any]:
+    async def submit(self, job: Job) -> dict[str, Any]:
         assert self.queue is not None
+        item = _Item(job, asyncio.get_running_loop().create_future(),
+                     time.monotonic() + self.config.request_timeout_s)
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -160,6 +181,9 @@ class _Batcher:
             item.expired = True
             self.stats.timeouts += 1
             raise TimedOut(f"reward {self.name!r}: no result within {self.config.request_timeout_s:g} s") from None
+        except TimedOut:  # the worker hit the deadline a moment before this request's own timer
+            self.stats.timeouts += 1
+            raise
 
     async def _collect(self) -> list[_Item]:
         assert self.queue is not None
@@ -193,11 +217,22 @@ class _Batcher:
             for item in items:
                 groups.setdefault(item.signature(), []).append(item)
             for group in groups.values():
+                live = [i for i in group if not i.expired and not i.future.done()]
+                if not live:
+                    continue
+                # the worker may run until the last request of the group stops waiting
+                deadline = max(i.deadline for i in live)
+                restarts = self.worker.restarts
                 try:
-                    results = await loop.run_in_executor(self.executor, self._score_group, group)
-                except Exception as exc:  # never let the worker die
-                    results = [exc] * len(group)
-                for item, res in zip(group, results):
+                    results, delta = await loop.run_in_executor(self.executor, self.worker.call,
+                                                                [i.job for i in live], deadline)
+                    self.stats.add(delta)
+                except Exception as exc:  # never let the batcher die
+                    err = exc if isinstance(exc, ServeError) else RewardFailed(
+                        f"reward {self.name!r}: {type(exc).__name__}: {exc}")
+                    results = [err] * len(live)
+                self.stats.worker_restarts += self.worker.restarts - restarts
+                for item, res in zip(live, results):
                     if item.future.done() or item.expired:
                         continue
                     if isinstance(res, BaseException):
@@ -205,96 +240,40 @@ class _Batcher:
                     else:
                         item.future.set_result(res)
 
-    # -- runs on the reward's thread ---------------------------------------------------------------
-    def _call(self, items: list[_Item]) -> list[dict[str, Any]]:
-        if items[0].mode == "scorer":
-            return self._call_scorer(items)
-        prompts: list[Any] = []
-        completions: list[Any] = []
-        ids: list[list[int]] | None = [] if items[0].completion_ids is not None else None
-        columns: dict[str, list[Any]] = {k: [] for k in items[0].columns}
-        for it in items:
-            prompts += it.prompts
-            completions += it.completions
-            if ids is not None:
-                ids += it.completion_ids or []
-            for k in columns:
-                columns[k] += it.columns[k]
-        t0 = time.perf_counter()
-        values = self.reward(prompts, completions, ids, **columns)
-        steps = list(self.reward.last_step_scores) if isinstance(self.reward, ProcessReward) else None
-        self.stats.score_seconds += time.perf_counter() - t0
-        self.stats.batches += 1
-        self.stats.max_batch_rows = max(self.stats.max_batch_rows, len(completions))
-        self.stats.nones += sum(v is None for v in values)
-        out, start = [], 0
-        for it in items:
-            end = start + it.rows
-            res: dict[str, Any] = {"reward": self.name, "rewards": list(values[start:end]), "steps": None}
-            if it.want_steps and steps is not None:
-                res["steps"] = [_steps_json(s) for s in steps[start:end]]
-            out.append(res)
-            start = end
-        return out
-
-    def _call_scorer(self, items: list[_Item]) -> list[dict[str, Any]]:
-        from collections import Counter
-
-        prompts: list[Any] = []
-        steps: list[Any] = []
-        for it in items:
-            prompts += it.prompts
-            steps += it.completions
-        stats: Counter[str] = Counter()
-        t0 = time.perf_counter()
-        scores = self.reward.scorer.score(prompts, steps, stats=stats)
-        self.stats.score_seconds += time.perf_counter() - t0
-        self.stats.batches += 1
-        self.stats.max_batch_rows = max(self.stats.max_batch_rows, len(steps))
-        self.stats.nones += sum(s is None for s in scores)
-        if len(scores) != len(steps):
-            raise RuntimeError(f"scorer of {self.name!r} returned {len(scores)} rows for {len(steps)}")
-        out, start = [], 0
-        for it in items:
-            end = start + it.rows
-            res: dict[str, Any] = {"scores": [None if r is None else [float(x) for x in r]
-                                              for r in scores[start:end]]}
-            if len(items) == 1:
-                res["stats"] = {k: int(v) for k, v in stats.items() if k in ("truncated", "too_long")}
-            out.append(res)
-            start = end
-        return out
-
-    def _score_group(self, items: list[_Item]) -> list[dict[str, Any] | BaseException]:
-        try:
-            return list(self._call(items))
-        except Exception as exc:
-            if len(items) == 1:
-                self.stats.errors += 1
-                return [_as_serve_error(self.name, exc)]
-        # a merged call failed: score each request alone so only the bad one fails
-        results: list[dict[str, Any] | BaseException] = []
-        for it in items:
-            try:
-                results.append(self._call([it])[0])
-            except Exception as exc:
-                self.stats.errors += 1
-                results.append(_as_serve_error(self.name, exc))
-        return results
-
 
 def _has_scorer(reward: Any) -> bool:
     scorer = getattr(reward, "scorer", None)
     return scorer is not None and callable(getattr(scorer, "score", None))
 
 
-def _as_serve_error(name: str, exc: Exception) -> ServeError:
-    if isinstance(exc, RewardInputError):
-        err: ServeError = BadRequest(f"reward {name!r}: {exc}")
-    else:
-        err = RewardFailed(f"reward {name!r} raised {type(exc).__name__}: {exc}")
-    err.__cause__ = exc
-    return err
+def _is_completion(c: Any) -> bool:
+    if isinstance(c, str):
+        return True
+    if isinstance(c, dict):
+        return True
+    return isinstance(c, list) and all(isinstance(m, dict) for m in c)
+
+
+def resolve_under(root: str | None, value: Any, *, reward: str, column: str) -> Any:
+    """A file-path column value, as an absolute real path inside ``root``; BadRequest otherwise.
+
+    The message names the path the client sent, never anything read from a file."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"reward {reward!r}: column {column!r} holds file paths; got {type(value).__name__}")
+    if root is None:
+        raise BadRequest(f"reward {reward!r} reads files named in column {column!r}; this server was started "
+                         "without --data-root, so it reads no client-named files (send the content instead, "
+                         "or start it with --data-root DIR)")
+    base = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(base, value))
+    if os.path.commonpath([base, path]) != base:
+        raise BadRequest(f"reward {reward!r}: column {column!r} path {value!r} is outside the server's data root")
+    if not os.path.isfile(path):
+        raise BadRequest(f"reward {reward!r}: column {column!r} path {value!r} is not a file under the "
+                         "server's data root")
+    return path
 
 
 class RewardServer:
@@ -317,8 +296,8 @@ class RewardServer:
         return cls({r.name: r for r in rs.rewards}, config)
 
     async def start(self) -> None:
-        for b in self.batchers.values():
-            b.start()
+        # worker processes load their rewards in parallel
+        await asyncio.gather(*(b.start() for b in self.batchers.values()))
 
     async def stop(self) -> None:
         for b in self.batchers.values():
@@ -334,11 +313,13 @@ class RewardServer:
             "uptime_s": round(time.time() - self.started, 3),
             "rewards": {n: r.kind for n, r in self.rewards.items()},
             "queues": {n: b.depth() for n, b in self.batchers.items()},
-            "config": asdict(self.config),
+            "workers": {n: {"kind": b.worker.kind, "pid": b.worker.pid, "restarts": b.worker.restarts}
+                        for n, b in self.batchers.items()},
+            "config": self.config.public(),
             "stats": {n: asdict(b.stats) for n, b in self.batchers.items()},
         }
 
-    def _validate(self, body: Mapping[str, Any]) -> tuple[str, _Item]:
+    def _validate(self, body: Any) -> tuple[str, Job]:
         if not isinstance(body, Mapping):
             raise BadRequest("the request body must be a JSON object")
         name = body.get("reward")
@@ -354,20 +335,40 @@ class RewardServer:
             raise BadRequest(f"{len(prompts)} prompts but {n} completions")
         if n > self.config.max_request_rows:
             raise TooLarge(f"{n} rows in one request; this server takes at most {self.config.max_request_rows}")
+        for i, c in enumerate(completions):
+            if not _is_completion(c):
+                raise BadRequest(f"completions[{i}] must be a string or a list of chat messages (objects); "
+                                 f"got {type(c).__name__}")
+        for i, p in enumerate(prompts):
+            if not _is_completion(p):
+                raise BadRequest(f"prompts[{i}] must be a string or a list of chat messages (objects); "
+                                 f"got {type(p).__name__}")
         ids = body.get("completion_ids")
-        if ids is not None and (not isinstance(ids, list) or len(ids) != n
-                                or not all(isinstance(r, list) for r in ids)):
+        if ids is not None and (not isinstance(ids, list) or len(ids) != n or not all(
+                isinstance(r, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in r) for r in ids)):
             raise BadRequest(f"'completion_ids' must be null or a list of {n} lists of token ids")
-        columns = body.get("columns") or {}
+        columns = body.get("columns")
+        columns = {} if columns is None else columns
         if not isinstance(columns, Mapping):
             raise BadRequest("'columns' must be an object of column name -> list")
+        reserved = sorted(k for k in columns if k in RESERVED_COLUMNS)
+        if reserved:
+            raise BadRequest(f"column names {reserved} are reserved (the reward call's own arguments); rename them")
         for k, v in columns.items():
             if not isinstance(v, list) or len(v) != n:
                 raise BadRequest(f"column {k!r} must be a list with one value per completion ({n})")
-        future = asyncio.get_running_loop().create_future()
-        return name, _Item(prompts, completions, ids, dict(columns), bool(body.get("steps", False)), future)
+        steps = body.get("steps", False)
+        if not isinstance(steps, bool):
+            raise BadRequest("'steps' must be true or false")
+        columns = dict(columns)
+        for col in getattr(self.rewards[name], "path_columns", ()):
+            if col in columns:
+                columns[col] = [resolve_under(self.config.data_root, v, reward=name, column=col)
+                                for v in columns[col]]
+        return name, {"mode": "reward", "prompts": prompts, "completions": completions, "completion_ids": ids,
+                      "columns": columns, "steps": steps}
 
-    async def score_steps(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def score_steps(self, name: str, body: Any) -> dict[str, Any]:
         """The PRM step scorer of reward ``name`` on ``{"prompts", "steps"}``."""
         if name not in self.rewards:
             raise UnknownReward(f"reward {name!r} is not served here; served: {sorted(self.rewards)}")
@@ -389,18 +390,20 @@ class RewardServer:
                            f"{self.config.max_request_rows}")
         if not steps:
             return {"scores": [], "stats": {}}
-        item = _Item(prompts, steps, None, {}, False, asyncio.get_running_loop().create_future(), mode="scorer")
-        return await self.batchers[name].submit(item)
+        job = {"mode": "scorer", "prompts": prompts, "completions": steps, "completion_ids": None, "columns": {},
+               "steps": False}
+        return await self.batchers[name].submit(job)
 
-    async def score(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        name, item = self._validate(body)
-        if item.rows == 0:
-            return {"reward": name, "rewards": [], "steps": [] if item.want_steps else None}
-        return await self.batchers[name].submit(item)
+    async def score(self, body: Any) -> dict[str, Any]:
+        name, job = self._validate(body)
+        if not job["completions"]:
+            return {"reward": name, "rewards": [], "steps": [] if job["steps"] else None, "errors": None}
+        return await self.batchers[name].submit(job)
 
 
 def create_app(server: RewardServer):
-    """The FastAPI app serving ``server`` (imports FastAPI: needs the ``serve`` extra)."""
+    """The ASGI app serving ``server``: the FastAPI app behind the :class:`~.guard.Guard` (token,
+    body limit and body deadline). Imports FastAPI: needs the ``serve`` extra."""
     try:
         from fastapi import FastAPI, Request
         from fastapi.responses import JSONResponse
@@ -431,29 +434,65 @@ def create_app(server: RewardServer):
     async def rewards():
         return server.describe()
 
-    @app.post("/v1/score")
-    async def score(request: Request):
+    async def answer(request: Request, handler) -> Any:
         try:
             body = await request.json()
         except Exception:
             return error(BadRequest("the request body is not valid JSON"))
         try:
-            return await server.score(body)
+            return await handler(body)
         except ServeError as exc:
             return error(exc)
+
+    @app.post("/v1/score")
+    async def score(request: Request):
+        return await answer(request, server.score)
 
     @app.post("/v1/steps/{name}")
     async def steps(name: str, request: Request):
-        try:
-            body = await request.json()
-        except Exception:
-            return error(BadRequest("the request body is not valid JSON"))
-        try:
-            return await server.score_steps(name, body)
-        except ServeError as exc:
-            return error(exc)
+        return await answer(request, lambda body: server.score_steps(name, body))
 
-    return app
+    return Guard(app, token=server.config.token, max_body_bytes=int(server.config.max_body_mb * 2 ** 20),
+                 body_timeout_s=server.config.body_timeout_s)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def warn_if_open(host: str, config: ServerConfig) -> None:
+    """Say it loudly when anyone on the network may call the rewards (and read their files)."""
+    if config.token or _is_loopback(host):
+        return
+    msg = (f"rewardkit serve: listening on {host} WITHOUT a token: anyone who can reach this port can run "
+           f"the served rewards. Set --token or {TOKEN_ENV}.")
+    print("WARNING: " + msg, file=sys.stderr, flush=True)
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+def uvicorn_config(server: RewardServer, *, log_level: str = "warning", **kwargs: Any):
+    """The uvicorn config every rewardkit server runs with: its slow-client and shutdown limits."""
+    import uvicorn
+
+    c = server.config
+    return uvicorn.Config(create_app(server), log_level=log_level, access_log=False, lifespan="on",
+                          http=header_timeout_protocol(c.header_timeout_s), timeout_keep_alive=c.keep_alive_s,
+                          timeout_graceful_shutdown=c.shutdown_timeout_s, h11_max_incomplete_event_size=64 * 1024,
+                          **kwargs)
+
+
+def serve_forever(server: RewardServer, host: str = "127.0.0.1", port: int = 8000, *,
+                  log_level: str = "info") -> None:
+    """Run ``server`` in this process until SIGINT/SIGTERM (the ``rewardkit serve`` command)."""
+    import uvicorn
+
+    warn_if_open(host, server.config)
+    uvicorn.Server(uvicorn_config(server, log_level=log_level, host=host, port=port)).run()
 
 
 @dataclass
@@ -477,17 +516,16 @@ class ServerHandle:
 
 
 def start_server(server: RewardServer, host: str = "127.0.0.1", port: int = 0, *,
-                 log_level: str = "warning", startup_timeout: float = 30.0) -> ServerHandle:
+                 log_level: str = "warning", startup_timeout: float = 120.0) -> ServerHandle:
     """Run ``server`` with uvicorn on a background thread; ``port=0`` picks a free port."""
     import uvicorn
 
+    warn_if_open(host, server.config)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(server), log_level=log_level, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=2)
-    uv = uvicorn.Server(config)
+    uv = uvicorn.Server(uvicorn_config(server, log_level=log_level))
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True, name="rewardkit-serve")
     thread.start()
     deadline = time.time() + startup_timeout

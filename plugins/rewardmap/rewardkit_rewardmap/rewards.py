@@ -72,6 +72,9 @@ class _RewardMapBase(Reward):
         stations_root: where ``json`` column paths are resolved (ReasonMap's ``stations/`` folder).
     """
 
+    # columns holding file paths: a reward server resolves them under its --data-root, or refuses them
+    path_columns: tuple[str, ...] = ("json",)
+
     def __init__(self, *, alpha: float = 0.5, transfer_penalty: str = "official", format_reward: float = 0.0,
                  difficulty_weights: bool = True, gamma: Mapping[str, float] | None = None,
                  beta: Sequence[float] | None = None, beijing_aliases: bool = True, think: bool = False,
