@@ -115,3 +115,27 @@ def scalar_input_ids(tokenizer: Any, problem: str, completion: str,
     """The 1.5B README's input: ``problem + completion`` with the tokenizer's special tokens, truncated
     (from the right, by the tokenizer) to ``max_length``."""
     return list(tokenizer(problem + completion, truncation=True, max_length=max_length)["input_ids"])
+
+
+def last_boxed(text: str) -> str | None:
+    """The last ``\\boxed{...}`` of ``text`` with balanced braces, or None (no ``\\boxed{`` or unclosed)."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth = 0
+    for k in range(start, len(text)):
+        if text[k] == "{":
+            depth += 1
+        elif text[k] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start:k + 1]
+    return None
+
+
+def strict_box_score(solution: str, ground_truth: str) -> float:
+    """The released rule reward (``math_dapo.compute_score`` with its default strict box check):
+    1.0 when the content of the last balanced ``\\boxed{...}`` found in the **last 100 characters** of
+    the decoded response equals ``ground_truth`` exactly (no normalisation, no stripping), else 0.0."""
+    boxed = last_boxed(solution[-100:])
+    return 1.0 if boxed is not None and boxed[len("\\boxed{"):-1] == ground_truth else 0.0

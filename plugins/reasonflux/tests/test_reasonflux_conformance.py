@@ -118,3 +118,30 @@ def test_scalar_readme(case, scalar_prms):
     # a float32 forward pass: the head runs over every position here, at one position in the
     # released class, so the last bits may differ
     assert value == pytest.approx(exp["reward"], rel=1e-5, abs=1e-7)
+
+
+RULE = json.loads((TABLES / "rule_strict_box.json").read_text())
+
+
+@pytest.mark.parametrize("case", RULE["cases"], ids=[c["id"] for c in RULE["cases"]])
+def test_rule_strict_box(case):
+    inp = case["input"]
+    assert official.strict_box_score(inp["solution"], inp["ground_truth"]) == case["expected"]
+
+
+def test_released_rl_reward_on_every_rule_case(tiny_prm_path):
+    """reasonflux.rl (the whole released reward) over the rule table in one batch: its rule part is
+    the table's score and its value the worker's float32 mix with the official PRM score."""
+    import rewardkit
+
+    r = rewardkit.get_reward("reasonflux.rl", model=str(tiny_prm_path))
+    cases = RULE["cases"]
+    values = r(["Ben has 5 stones and gets 9 more. How many?"] * len(cases), [c["input"]["solution"] for c in cases],
+               solution=[c["input"]["ground_truth"] for c in cases])
+    assert r.last_rule_scores == [c["expected"] for c in cases]
+    assert all(p is not None for p in r.last_prm_scores)
+    assert values == [official.released_mix(p, c["expected"]) for p, c in zip(r.last_prm_scores, cases)]
+    # each PRM score is the official reasonflux.prm score of that row alone
+    prm = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), mode="official")
+    assert prm(["Ben has 5 stones and gets 9 more. How many?"], [cases[0]["input"]["solution"]]) == \
+        r.last_prm_scores[:1]
