@@ -30,7 +30,8 @@ def grpo_mix(prm_model: str | None = None, *, beta: float = OFFICIAL_BETA, mode:
         mode: ``"paper"`` (Eq. 11 score: mean step score + alpha * trajectory score) or
             ``"official"`` (the released RL worker: the whole response as one step, score at the
             last token); passed to ``reasonflux.prm``.
-        rule: the rule-based 0/1 reward (default ``math.accuracy``).
+        rule: the rule-based 0/1 reward (default ``math.accuracy``, more lenient than the released
+            strict-box check; :class:`ReleasedRLReward` (``reasonflux.rl``) is the released reward).
         prm: the process reward to mix in (``reasonflux.prm``, or e.g. ``reasonflux.step``).
     """
     if not 0.0 <= beta <= 1.0:
