@@ -145,3 +145,24 @@ def test_released_rl_reward_on_every_rule_case(tiny_prm_path):
     prm = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), mode="official")
     assert prm(["Ben has 5 stones and gets 9 more. How many?"], [cases[0]["input"]["solution"]]) == \
         r.last_prm_scores[:1]
+
+
+E2E = json.loads((TABLES / "worker_end_to_end.json").read_text())
+
+
+@pytest.mark.parametrize("case", E2E["cases"], ids=[c["id"] for c in E2E["cases"]])
+def test_worker_end_to_end(case, tiny_prm_path):
+    """reasonflux.rl with the PRM in bfloat16 (as the worker loads it) gives the released numbers."""
+    import rewardkit
+
+    inp, exp = case["input"], case["expected"]
+    r = rewardkit.get_reward("reasonflux.rl", model=str(tiny_prm_path),
+                             prm_params={"max_length": inp["max_length"], "model_kwargs": {"dtype": "bfloat16"}})
+    value = r([inp["prompt"]], [inp["response"]], solution=[inp["solution"]])[0]
+    assert r.last_rule_scores == [exp["rule"]]
+    if "error" in exp:  # the released worker raises (separator cut off): a counted None here
+        assert r.last_prm_scores == [None] and value is None
+        assert r.counters["official_error"] == 1
+        return
+    assert r.last_prm_scores == [exp["prm"]]
+    assert value == exp["reward"]
