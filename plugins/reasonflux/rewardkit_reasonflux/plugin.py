@@ -11,6 +11,12 @@ def _prm(**params):
     return ReasonFluxPRM(**params)
 
 
+def _released_rl(**params):
+    from rewardkit_reasonflux.mixing import ReleasedRLReward
+
+    return ReleasedRLReward(**params)
+
+
 @hookimpl
 def rewardkit_register_rewards(register) -> None:
     from rewardkit_reasonflux import rewards
@@ -28,6 +34,9 @@ def rewardkit_register_rewards(register) -> None:
     register("reasonflux.prm", _prm, kind="process",
              description="a trained ReasonFlux PRM (7B <extra_0> step tags or 1.5B scalar head): mean step score "
                          "+ alpha * trajectory score (Eq. 11), or the released RL code's whole-response score")
+    register("reasonflux.rl", _released_rl, kind="outcome",
+             description="the released ReasonFlux GRPO reward: float32(0.75 * official reasonflux.prm + 0.25 * "
+                         "strict last-\\boxed{} match)")
     register("reasonflux.trajectory", rewards.TrajectoryReward, kind="outcome",
              description="ReasonFlux template-guided trajectory reward: success rate of N policy solutions under a "
                          "judge-written template (math.accuracy)")

@@ -15,9 +15,14 @@ final step; ``r̂ = mean_t r̂_t + alpha * r̂_final`` with r̂_t the scores at 
 and r̂_final the score at the response's tag (or at the last token, ``read_at="last_token"``). A
 completion without thinking steps uses the response's score as its step mean.
 
-``mode="official"`` (the released verl RL worker): the whole completion is one step with one
-``<extra_0>``; the score is P(positive) at the last token of the chat-templated sequence (after
-``<|im_end|>``; ``read_at="separator"`` reads it at the tag instead); no alpha term.
+``mode="official"`` (the released code, see :mod:`rewardkit_reasonflux.official`): for ``step_tag``
+the released verl RL worker's score: the policy prompt decoded without special tokens is the user
+turn (chat prompts rendered with ``policy_tokenizer``'s template first), the completion **as it is**
+(not stripped) plus one ``<extra_0>`` the assistant turn, the whole text tokenized in one call and cut
+from the right at ``max_length``; the score is P(positive) at the last token (after ``<|im_end|>``;
+``read_at="separator"`` reads it at the tag instead) rounded to bfloat16, with the released
+helper's quirks when a probability underflows; no alpha term. For ``scalar`` the 1.5B README:
+``question + completion`` truncated from the right (2048 tokens), sigmoid at the last token.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from rewardkit.prm import TaggedScorer
 from rewardkit.prm.reward import prompt_text
 from rewardkit.reward import Batch, ProcessReward, StepScores
 from rewardkit.trajectory import split_steps, split_thinking
+from rewardkit_reasonflux import official
 
 Interface = Literal["step_tag", "scalar"]
 INTERFACE_ALIASES = {"step_tag": "step_tag", "7b": "step_tag", "tagged": "step_tag",
@@ -95,15 +101,21 @@ class ReasonFluxPRM(ProcessReward):
         positive_label: the "good" class of the 2-class head.
         split: how thinking and response are split into steps (paper: blank lines).
         response_as: ``"one_step"`` (the response is one final step, default) or ``"steps"``.
-        max_length: longest PRM input; longer ones lose question tokens from the left, and when
-            the steps alone do not fit the row is ``None`` (counted as ``too_long``).
+        max_length: longest PRM input. Paper mode (default 4096): longer inputs lose question tokens
+            from the left, and when the steps alone do not fit the row is ``None`` (counted as
+            ``too_long``). Official mode: cut from the right like the released code (default 16896,
+            the released scripts' prompt + response length, for ``step_tag``; 2048, the README's, for
+            ``scalar``).
+        policy_tokenizer: official mode, ``step_tag``: the policy's tokenizer (path), which renders and
+            decodes the prompt as the worker's ``input_tokenizer`` does (default: the PRM's tokenizer;
+            the released setup assumes they share a vocabulary).
     """
 
     def __init__(self, *, model: Any = None, interface: str = "step_tag", mode: str = "paper", alpha: float = 1.0,
                  read_at: str | None = None, step_tag: str = "<extra_0>", system_prompt: str | None = DEFAULT_SYSTEM,
                  positive_label: int = 1, split: Any = "blank_line", response_as: str = "one_step",
-                 max_length: int = 4096, batch_size: int = 8, device: str | None = None,
-                 model_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+                 max_length: int | None = None, policy_tokenizer: str | None = None, batch_size: int = 8,
+                 device: str | None = None, model_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("reducer", "mean")
         super().__init__(**kwargs)
         if model is None:
@@ -121,7 +133,15 @@ class ReasonFluxPRM(ProcessReward):
         if response_as not in ("one_step", "steps"):
             raise ValueError(f"response_as must be 'one_step' or 'steps', got {response_as!r}")
         self.alpha, self.read_at, self.split, self.response_as = float(alpha), read_at, split, response_as
-        self.max_length = max_length
+        if max_length is None:
+            max_length = (4096 if mode == "paper" else
+                          official.RELEASED_MAX_LENGTH if self.interface == "step_tag" else
+                          official.README_SCALAR_MAX_LENGTH)
+        self.max_length = int(max_length)
+        self.step_tag = step_tag
+        self.policy_tokenizer = None if policy_tokenizer is None else str(policy_tokenizer)
+        self._lazy_policy_tok: Any = None
+        self._official_truncated = 0
         if isinstance(model, TaggedScorer):
             self.scorer = model
             self.chat = None
@@ -131,12 +151,14 @@ class ReasonFluxPRM(ProcessReward):
                 self.chat = ChatPrompt(ref, system_prompt)
                 self.scorer = TaggedScorer(ref, head="token_cls", step_tag=step_tag, step_separator="",
                                            prompt_template=self.chat, positive_label=positive_label,
-                                           max_length=max_length, batch_size=batch_size, device=device,
+                                           max_length=self.max_length, batch_size=batch_size, device=device,
                                            add_bos=False, model_kwargs=model_kwargs)
             else:
+                # head from the architecture: a one-label sequence classifier (no bias), or the
+                # token classifier convert_scalar_checkpoint writes (keeps the released head's bias)
                 self.chat = None
-                self.scorer = TaggedScorer(ref, head="value", step_tag=step_tag, positive_label=positive_label,
-                                           max_length=max_length, batch_size=batch_size, device=device,
+                self.scorer = TaggedScorer(ref, head=None, step_tag=step_tag, positive_label=positive_label,
+                                           max_length=self.max_length, batch_size=batch_size, device=device,
                                            add_bos=True, model_kwargs=model_kwargs)
         self.last_trajectory_scores: list[float | None] = []
 
@@ -144,8 +166,7 @@ class ReasonFluxPRM(ProcessReward):
     def parts(self, text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Spans of the thinking steps and of the response step(s) in ``text``."""
         if self.mode == "official":
-            s = split_steps(text, "re:(?!)")  # the whole completion, stripped
-            return [], [st.span for st in s]
+            return [], [(0, len(text))]  # the whole completion as it is (the released code strips nothing)
         think, answer = split_thinking(text)
         thinking = [] if think is None else [s.span for s in split_steps(text, self.split, start=think[0],
                                                                            end=think[1])]
@@ -185,7 +206,62 @@ class ReasonFluxPRM(ProcessReward):
         return ids[excess:], [p - excess for p in positions]
 
     # -- scoring ------------------------------------------------------------------------------
+    def policy_tok(self):
+        """The tokenizer that renders and decodes prompts in official mode (default: the PRM's)."""
+        if self.policy_tokenizer is None:
+            return self.scorer.tokenizer
+        if self._lazy_policy_tok is None:
+            from transformers import AutoTokenizer
+
+            self._lazy_policy_tok = AutoTokenizer.from_pretrained(self.policy_tokenizer)
+        return self._lazy_policy_tok
+
+    def official_input(self, prompt: Any, completion: str) -> tuple[list[int], int, int]:
+        """Token ids the released code scores, the position it reads and its separator count."""
+        tok = self.scorer.tokenizer
+        if self.interface == "scalar":
+            ids = official.scalar_input_ids(tok, prompt_text(prompt), completion, self.max_length)
+            return ids, len(ids) - 1, 1
+        text = official.policy_prompt_text(prompt, self.policy_tok())
+        _, ids = official.prm_input(tok, text, completion, max_length=None, step_tag=self.step_tag)
+        if len(ids) > self.max_length:
+            self._official_truncated += 1
+            ids = ids[:self.max_length]
+        sep = official.separator_id(tok, self.step_tag)
+        seps = [k for k, t in enumerate(ids) if t == sep]
+        pos = len(ids) - 1 if self.read_at == "last_token" or not seps else seps[-1]
+        return ids, pos, len(seps)
+
+    def _official_scores(self, batch: Batch) -> list[StepScores | None]:
+        out: list[StepScores | None] = [None] * len(batch)
+        self.last_trajectory_scores = [None] * len(batch)
+        rows, seqs, positions, n_seps = [], [], [], []
+        self._official_truncated = 0
+        for i in range(len(batch)):
+            if batch.skip[i]:
+                continue
+            ids, pos, n_sep = self.official_input(batch.prompts[i], batch.texts[i])
+            rows.append(i)
+            seqs.append(ids)
+            positions.append([pos])
+            n_seps.append(n_sep)
+        batch.counts["truncated"] += self._official_truncated
+        scores = self.scorer.run(seqs, positions) if seqs else []
+        for i, sc, n_sep in zip(rows, scores, n_seps):
+            if self.interface == "scalar":
+                value: float | None = sc[0]  # float32 sigmoid, as the README's RewardModel
+            else:
+                value = official.first_step_score(official.to_bfloat16(sc[0]), n_sep)
+                if value is None:  # the released worker raises here (no separator left, or an underflow)
+                    batch.counts["official_error"] += 1
+            self.last_trajectory_scores[i] = value
+            if value is not None:
+                out[i] = StepScores([value], [(0, len(batch.texts[i]))])
+        return out
+
     def step_scores_batch(self, batch: Batch) -> list[StepScores | None]:
+        if self.mode == "official":
+            return self._official_scores(batch)
         out: list[StepScores | None] = [None] * len(batch)
         self.last_trajectory_scores = [None] * len(batch)
         seqs, positions, meta = [], [], []
@@ -252,37 +328,47 @@ class ReasonFluxPRM(ProcessReward):
         log = batch.context.log_metric
         if log is None:
             return
-        for key in ("truncated", "too_long"):
+        for key in ("truncated", "too_long", "official_error"):
             log(f"rewardkit/{self.name}/{key}", float(batch.counts.get(key, 0)))
         traj = [t for t in self.last_trajectory_scores if t is not None]
         if traj:
             log(f"{self.name}/trajectory_score_mean", sum(traj) / len(traj))
 
 
-def convert_scalar_checkpoint(causal_lm_dir: str | os.PathLike[str], reward_head: str | os.PathLike[str],
+def convert_scalar_checkpoint(causal_lm_dir: str | os.PathLike[str], reward_head: str | os.PathLike[str] | None,
                               out_dir: str | os.PathLike[str]) -> str:
-    """Turn the 1.5B release layout (a causal LM + ``reward_head.pt`` holding a ``Linear(hidden, 1)``)
-    into a one-label ``*ForSequenceClassification`` directory that ``interface="scalar"`` loads.
+    """Turn the 1.5B release layout into a directory that ``interface="scalar"`` loads.
 
-    The head's weight goes into the classifier's ``score`` layer; a head with a bias is refused
-    (the sequence-classification heads of Llama/Qwen2 have none) rather than silently dropped.
+    The release saves a causal LM with ``save_pretrained`` and, beside it, ``reward_head.pt``: the
+    state dict of a ``Linear(hidden, 1)`` (keys ``weight`` of shape (1, hidden) and ``bias`` of
+    shape (1,)) applied to the last hidden state at the last token, then a sigmoid. The output is a
+    one-label ``*ForTokenClassification`` model: its ``score`` layer is a ``Linear(hidden, 1)`` with a
+    bias on the same final hidden states, so weight and bias are copied as they are and the scorer
+    reads sigmoid(logit) at the last token. ``reward_head=None`` means ``<causal_lm_dir>/reward_head.pt``.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    state = torch.load(reward_head, map_location="cpu", weights_only=True)
+    head_path = os.path.join(causal_lm_dir, "reward_head.pt") if reward_head is None else reward_head
+    state = torch.load(head_path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         state = state.state_dict()
     weights = {k.split(".")[-1]: v for k, v in state.items()}
-    if "weight" not in weights or weights["weight"].shape[0] != 1:
-        raise ValueError(f"{reward_head}: expected a Linear(hidden, 1) state dict, got keys {sorted(state)}")
-    if "bias" in weights and float(weights["bias"].abs().max()) != 0.0:
-        raise ValueError(f"{reward_head}: the head has a non-zero bias, which a sequence-classification score "
-                         "layer cannot hold")
-    cfg = AutoConfig.from_pretrained(causal_lm_dir, num_labels=1)
-    model = AutoModelForSequenceClassification.from_pretrained(causal_lm_dir, config=cfg)
+    unknown = set(weights) - {"weight", "bias"}
+    if "weight" not in weights or weights["weight"].ndim != 2 or weights["weight"].shape[0] != 1 or unknown:
+        raise ValueError(f"{head_path}: expected the state dict of a Linear(hidden, 1), got "
+                         f"{ {k: tuple(v.shape) for k, v in state.items()} }")
+    model = AutoModelForTokenClassification.from_pretrained(causal_lm_dir, num_labels=1)
+    if model.score.weight.shape != weights["weight"].shape:
+        raise ValueError(f"{head_path}: head weight {tuple(weights['weight'].shape)} does not fit hidden size "
+                         f"{model.score.weight.shape[1]} of {causal_lm_dir}")
+    if model.score.bias is None:
+        raise ValueError(f"{type(model).__name__} has a score layer without bias; cannot hold the released head")
     with torch.no_grad():
         model.score.weight.copy_(weights["weight"].to(model.score.weight.dtype))
+        bias = weights.get("bias", torch.zeros(1))
+        model.score.bias.copy_(bias.reshape(1).to(model.score.bias.dtype))
+    model.config.architectures = [type(model).__name__]
     model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(causal_lm_dir).save_pretrained(out_dir)
     return str(out_dir)

@@ -6,8 +6,9 @@ import pickle
 
 import pytest
 import torch
+from rewardkit_reasonflux import official
 from rewardkit_reasonflux.mixing import OFFICIAL_BETA, grpo_mix, grpo_rewards
-from rewardkit_reasonflux.prm import DEFAULT_SYSTEM
+from rewardkit_reasonflux.prm import DEFAULT_SYSTEM, convert_scalar_checkpoint
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
 import rewardkit
@@ -54,17 +55,65 @@ def test_step_tag_interface_paper_mode_is_eq_11(tiny_prm_path, prm_model):
     assert [COMP[a:b] for a, b in spans] == ["5 + 9 = 14.", "So Ben has 14.", "The answer is \\boxed{14}."]
 
 
+def _official_chat(tok, user, response):
+    # the released worker: no system turn, the decoded prompt as the user turn, response + one tag
+    return tok.apply_chat_template([{"role": "user", "content": user},
+                                    {"role": "assistant", "content": response + "<extra_0>"}], tokenize=False)
+
+
 def test_official_mode_scores_whole_response_at_last_token(tiny_prm_path, prm_model):
     tok, model = prm_model
     r = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), mode="official")
     value = r([Q], [COMP])[0]
-    ids, probs = _p_pos(model, tok, _chat(tok, COMP + "<extra_0>"))
-    # the released worker reads the last valid token: after <|im_end|>\n, not the separator
-    assert value == pytest.approx(float(probs[-1]), abs=1e-5)
+    ids, probs = _p_pos(model, tok, _official_chat(tok, Q, COMP))
+    # the released worker reads the last valid token (after <|im_end|>\n, not the separator), in bfloat16
+    assert value == official.to_bfloat16(float(probs[-1]))
     at_sep = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), mode="official", read_at="separator")
     tag = int((ids == tok.convert_tokens_to_ids("<extra_0>")).nonzero().flatten()[-1])
-    assert at_sep([Q], [COMP])[0] == pytest.approx(float(probs[tag]), abs=1e-5)
-    assert value != pytest.approx(at_sep([Q], [COMP])[0], abs=1e-7)
+    assert at_sep([Q], [COMP])[0] == official.to_bfloat16(float(probs[tag]))
+    assert tag < len(ids) - 1
+
+
+@pytest.mark.parametrize("completion", [COMP + "\n", COMP + "\n\n", "  " + COMP, COMP + " \t"])
+def test_official_mode_scores_the_completion_unstripped(tiny_prm_path, prm_model, completion):
+    tok, model = prm_model
+    r = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), mode="official", read_at="separator")
+    value = r([Q], [completion])[0]
+    ids, probs = _p_pos(model, tok, _official_chat(tok, Q, completion))
+    stripped_ids, _ = _p_pos(model, tok, _official_chat(tok, Q, completion.strip()))
+    assert r.official_input(Q, completion)[0] == ids.tolist() != stripped_ids.tolist()
+    tag = int((ids == tok.convert_tokens_to_ids("<extra_0>")).nonzero().flatten()[-1])
+    assert value == official.to_bfloat16(float(probs[tag]))
+    assert r.last_step_scores[0].spans == [(0, len(completion))]
+
+
+def test_official_mode_puts_the_decoded_chat_prompt_in_the_user_turn(tiny_prm_path, prm_model):
+    tok, model = prm_model
+    chat = [{"role": "system", "content": "Reason step by step."}, {"role": "user", "content": Q}]
+    r = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), mode="official")
+    value = r([chat], [COMP])[0]
+    user = f"system\nReason step by step.\nuser\n{Q}\nassistant\n"  # the template's tokens skipped
+    ids, probs = _p_pos(model, tok, _official_chat(tok, user, COMP))
+    assert r.official_input(chat, COMP)[0] == ids.tolist()
+    assert value == official.to_bfloat16(float(probs[-1]))
+    # the paper mode keeps its question-only user turn
+    paper = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path))
+    assert paper([chat], [COMP]) == paper([Q], [COMP])
+
+
+def test_official_mode_right_truncation_and_a_lost_separator(tiny_prm_path):
+    r = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), mode="official")
+    full, _, n_sep = r.official_input(Q, COMP)
+    assert n_sep == 1
+    log = LogCapture()
+    r.max_length = len(full) - 2  # <|im_end|>\n cut: read at the separator itself
+    kept = r([Q], [COMP], **log.kwargs())[0]
+    at_sep = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), mode="official", read_at="separator")
+    assert kept == at_sep([Q], [COMP])[0]
+    r.max_length = len(full) - 3  # the separator is cut: the released worker raises IndexError
+    assert r([Q], [COMP], **log.kwargs()) == [None]
+    assert log.metrics["rewardkit/reasonflux.prm/official_error"] == [0.0, 1.0]
+    assert log.metrics["rewardkit/reasonflux.prm/truncated"] == [1.0, 1.0]
 
 
 def test_scalar_interface_reads_one_sigmoid_at_the_last_token():
@@ -78,6 +127,48 @@ def test_scalar_interface_reads_one_sigmoid_at_the_last_token():
         expect = torch.sigmoid(model(input_ids=ids).logits[0, 0]).item()
     assert value == pytest.approx(expect, abs=1e-5)  # the single scalar; alpha does not apply
     assert r.last_step_scores[0].spans == [(7, len(COMP))]
+
+
+def _release_layout(tmp_path, weight, bias):
+    """The 1.5B release: a causal LM directory plus reward_head.pt = Linear(hidden, 1).state_dict()."""
+    import shutil
+
+    d = tmp_path / "release"
+    shutil.copytree(tiny_model_dir("causal_lm"), d)
+    torch.save({"weight": weight, "bias": bias}, d / "reward_head.pt")
+    return d
+
+
+def test_convert_scalar_checkpoint_applies_the_released_bias(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    lm_dir = tiny_model_dir("causal_lm")
+    hidden = AutoModelForCausalLM.from_pretrained(lm_dir).config.hidden_size
+    w = torch.linspace(-0.5, 0.5, hidden).reshape(1, hidden)
+    release = _release_layout(tmp_path, w, torch.tensor([2.0]))
+    out = convert_scalar_checkpoint(release, None, tmp_path / "converted")
+    r = rewardkit.get_reward("reasonflux.prm", model=str(out), interface="scalar", mode="official")
+    value = r([Q], [COMP])[0]
+    # reference: the released forward (last hidden state of the causal LM's body at the last token)
+    lm = AutoModelForCausalLM.from_pretrained(lm_dir).eval()
+    tok = AutoTokenizer.from_pretrained(lm_dir)
+    enc = tok(Q + COMP, return_tensors="pt")
+    with torch.no_grad():
+        h = lm.model(**enc, output_hidden_states=True).hidden_states[-1][0, -1]
+    logit = float(h @ w[0] + 2.0)
+    assert value == pytest.approx(torch.sigmoid(torch.tensor(logit)).item(), rel=1e-5)
+    # the bias moves the logit by exactly its value
+    out0 = convert_scalar_checkpoint(_release_layout(tmp_path / "b0", w, torch.tensor([0.0])), None, tmp_path / "c0")
+    r0 = rewardkit.get_reward("reasonflux.prm", model=str(out0), interface="scalar", mode="official")
+    v0 = r0([Q], [COMP])[0]
+    assert torch.logit(torch.tensor(value, dtype=torch.float64)) - torch.logit(torch.tensor(v0, dtype=torch.float64)) \
+        == pytest.approx(2.0, abs=1e-4)
+
+
+def test_convert_scalar_checkpoint_refuses_a_head_that_is_not_linear_hidden_1(tmp_path):
+    release = _release_layout(tmp_path, torch.zeros(2, 64), torch.zeros(2))
+    with pytest.raises(ValueError, match="Linear"):
+        convert_scalar_checkpoint(release, None, tmp_path / "out")
 
 
 def test_batch_rows_are_scored_independently_and_empty_is_none(tiny_prm_path):
