@@ -144,10 +144,20 @@ CORE_COMMANDS = {
 }
 
 
+def _unavailable(message: str):
+    def run(args: argparse.Namespace) -> int:
+        print(f"rewardkit: {message}", file=sys.stderr)
+        return 1
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rewardkit import __version__
-    from rewardkit.plugins import list_commands
+    from rewardkit.plugins import CORE_COMMANDS as RESERVED
+    from rewardkit.plugins import list_commands, unavailable_commands
 
+    assert set(RESERVED) == set(CORE_COMMANDS), "rewardkit.plugins.CORE_COMMANDS is out of date"
     parser = argparse.ArgumentParser(
         prog="rewardkit",
         description="Reward plugins from RL post-training papers, composed onto TRL trainers.",
@@ -160,18 +170,34 @@ def build_parser() -> argparse.ArgumentParser:
         configure(sp)
         commands[name] = run
     for name, entry in sorted(list_commands().items()):
-        if name in commands:
-            raise SystemExit(f"plugin {entry.plugin!r} registers command {name!r}, which rewardkit already has")
+        try:
+            # on a throwaway parser first: one plugin's broken configure() must not take every command down
+            entry.configure(argparse.ArgumentParser(prog=f"rewardkit {name}", add_help=False))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            message = (f"command {name!r} of plugin {entry.plugin!r} is not available: its configure() "
+                       f"raised {type(exc).__name__}: {exc}")
+            sp = sub.add_parser(name, help=f"(unavailable: {type(exc).__name__} in configure)", add_help=False)
+            sp.set_defaults(_ignores_rest=True)
+            commands[name] = _unavailable(message)
+            continue
         sp = sub.add_parser(name, help=entry.help, description=entry.help)
         entry.configure(sp)
         commands[name] = entry.run
+    for name, why in sorted(unavailable_commands().items()):
+        sp = sub.add_parser(name, help=f"(unavailable: {why.splitlines()[0]})", add_help=False)
+        sp.set_defaults(_ignores_rest=True)
+        commands[name] = _unavailable(f"command {name!r} is not available: {why}")
     parser.set_defaults(_commands=commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "_ignores_rest", False):  # only an unavailable command ignores them
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not args.command:
         parser.print_help()
         return 0
