@@ -14,7 +14,9 @@ What it guarantees:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -184,7 +186,10 @@ class _Scorer:
             completions = [rows[i][opts.completion_column] for i in idx]
             cols = {k: [rows[i][k] for i in idx] for k in columns}
             ids = cols.pop("completion_ids", None)
-            return reward(prompts, completions, ids, **cols)
+            values = reward(prompts, completions, ids, **cols)
+            if inspect.isawaitable(values):  # an AsyncReward
+                values = asyncio.run(values)
+            return values
 
         return call
 

@@ -290,3 +290,28 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, slow_
     assert [r["index"] for r in read_jsonl(out)] == list(range(150))
     rescored = log.read_text().count("\n") - scored_before
     assert rescored == 150 - kept  # the resumed run scored only the missing rows
+
+
+def test_async_reward_errors_are_attributed_to_their_rows(tmp_path, temp_plugin, capsys):
+    from rewardkit import AsyncReward, hookimpl
+
+    class Picky(AsyncReward):
+        async def ascore_batch(self, batch):
+            if any("bad" in t for t in batch.texts):
+                raise ValueError("cannot score 'bad'")
+            return [float(len(t)) for t in batch.texts]
+
+    class Plugin:
+        @hookimpl
+        def rewardkit_register_rewards(self, register):
+            register("picky.len", Picky, kind="outcome")
+
+    temp_plugin(Plugin(), "picky")
+    data = write_jsonl(tmp_path / "d.jsonl", [{"completion": c} for c in ["ab", "bad", "abcd", "x"]])
+    out = tmp_path / "s.jsonl"
+    assert score(str(data), "--reward", "picky.len", "-o", str(out), "--on-error", "none") == 0
+    got = read_jsonl(out)
+    assert [r["picky.len"] for r in got] == [2.0, None, 4.0, 1.0]
+    assert [r["errors"] for r in got] == [{}, {"picky.len": "ValueError: cannot score 'bad'"}, {}, {}]
+    assert score(str(data), "--reward", "picky.len", "-o", str(out)) == 1
+    assert "reward 'picky.len' failed on row 1: ValueError: cannot score 'bad'" in capsys.readouterr().err
