@@ -51,9 +51,10 @@ def _run_plugins(args: argparse.Namespace) -> int:
     from rewardkit.plugins import list_hooks, list_plugins, list_rewards
 
     infos = list_plugins()
+    failed = 1 if any(i.error for i in infos) else 0  # a plugin that failed or was disabled
     if args.json:
         print(json.dumps([vars(i) for i in infos], indent=2))
-        return 0
+        return failed
     # piped output gets a wide table instead of rich's 80-column default, so names are not folded
     console = Console(width=None if sys.stdout.isatty() else 160)
     table = Table(title="rewardkit plugins")
@@ -78,7 +79,7 @@ def _run_plugins(args: argparse.Namespace) -> int:
         for name, h in sorted(hooks.items()):
             ht.add_row(name, h.plugin, h.description)
         console.print(ht)
-    return 1 if any(i.error for i in infos) else 0
+    return failed
 
 
 # -- score --------------------------------------------------------------------------------------
@@ -105,11 +106,15 @@ def _configure_score(p: argparse.ArgumentParser) -> None:
 
 def _run_score(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from rewardkit.compose import load_spec
     from rewardkit.score_file import ScoreError, ScoreOptions, run_score, summary_table
 
-    spec = load_spec(args.spec) if args.spec else {}
+    try:
+        spec = load_spec(args.spec) if args.spec else {}
+    except Exception as exc:  # a missing file, bad YAML: say which, no traceback
+        raise SystemExit(f"rewardkit score: error: cannot read --spec {args.spec}: {exc}") from None
     spec.update(dict(args.reward))
     if not spec:
         raise SystemExit("rewardkit score: error: give at least one --reward NAME[=WEIGHT] or a --spec file")
@@ -124,11 +129,10 @@ def _run_score(args: argparse.Namespace) -> int:
         print(f"rewardkit score: error: {exc}", file=sys.stderr)
         return 1
     console.print(summary_table(summary))
-    errors = max(summary.errors.values(), default=0)
-    if errors:
+    if summary.errors["total"]:  # a row with any error has no total
         console.print(f"[yellow]warning:[/] {summary.errors['total']} of {summary.rows} rows have errors "
-                      f"(counted under 'errors'; each row's 'errors' field says why). First: {summary.first_error}",
-                      highlight=False, markup=True, soft_wrap=True)
+                      f"(counted under 'errors'; each row's 'errors' field says why). "
+                      f"First: {escape(summary.first_error or '')}", highlight=False, soft_wrap=True)
     return 0
 
 

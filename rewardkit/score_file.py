@@ -328,6 +328,9 @@ def run_score(opts: ScoreOptions, *, progress: bool = True, stdout: TextIO | Non
         rewards = compose(opts.spec)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ScoreError(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)) from None
+    clash = sorted(set(rewards.names) & {"index", "id", "errors", TOTAL})
+    if clash:
+        raise ScoreError(f"reward names {clash} are fields of every output row; give them other alias keys")
     for reward in rewards:
         reward.on_error = "raise"  # this runner applies each reward's policy itself, row by row
 
