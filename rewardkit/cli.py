@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,15 +16,26 @@ EPILOG = """examples:
 """
 
 
-def _parse_reward_args(items: Sequence[str]) -> dict[str, Any]:
-    spec: dict[str, Any] = {}
-    for item in items:
-        name, _, weight = item.partition("=")
-        try:
-            spec[name.strip()] = float(weight) if weight else 1.0
-        except ValueError:
-            raise SystemExit(f"--reward {item!r}: expected NAME or NAME=WEIGHT") from None
-    return spec
+def _reward_arg(text: str) -> tuple[str, float]:
+    name, sep, weight = text.partition("=")
+    name = name.strip()
+    try:
+        value = float(weight) if sep else 1.0
+    except ValueError:
+        value = math.nan
+    if not name or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME or NAME=WEIGHT with a finite number")
+    return name, value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return value
 
 
 # -- plugins ------------------------------------------------------------------------------------
@@ -39,9 +51,10 @@ def _run_plugins(args: argparse.Namespace) -> int:
     from rewardkit.plugins import list_hooks, list_plugins, list_rewards
 
     infos = list_plugins()
+    failed = 1 if any(i.error for i in infos) else 0  # a plugin that failed or was disabled
     if args.json:
         print(json.dumps([vars(i) for i in infos], indent=2))
-        return 0
+        return failed
     # piped output gets a wide table instead of rich's 80-column default, so names are not folded
     console = Console(width=None if sys.stdout.isatty() else 160)
     table = Table(title="rewardkit plugins")
@@ -66,75 +79,60 @@ def _run_plugins(args: argparse.Namespace) -> int:
         for name, h in sorted(hooks.items()):
             ht.add_row(name, h.plugin, h.description)
         console.print(ht)
-    return 1 if any(i.error for i in infos) else 0
+    return failed
 
 
 # -- score --------------------------------------------------------------------------------------
 
 def _configure_score(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="a .jsonl/.json/.parquet file or a datasets directory (save_to_disk)")
-    p.add_argument("--reward", action="append", default=[], metavar="NAME[=WEIGHT]",
+    p.add_argument("data", help="a .jsonl/.json/.parquet/.csv file or a datasets directory (save_to_disk)")
+    p.add_argument("--reward", action="append", default=[], type=_reward_arg, metavar="NAME[=WEIGHT]",
                    help="a registered reward and its weight; repeat for several")
     p.add_argument("--spec", help="a YAML reward spec (a 'rewards' mapping); params per reward")
-    p.add_argument("--prompt-column", default="prompt")
+    p.add_argument("--prompt-column", default="prompt", help="(a row without it gets an empty prompt)")
     p.add_argument("--completion-column", default="completion")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("-o", "--output", help="write one JSON line per sample here (default: stdout)")
-    p.add_argument("--on-error", choices=["raise", "none"], default="none",
-                   help="what a reward exception does to a row (default: none, counted)")
+    p.add_argument("--id-column", help="a column that identifies each row once; --resume then skips rows by id "
+                                       "(default: by row number, and the input must not change)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("-o", "--output", help="write one JSON line per sample here, atomically: rows go to "
+                                          "OUTPUT.partial, renamed to OUTPUT at the end (default: stdout)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue OUTPUT.partial left by a killed run instead of starting over")
+    p.add_argument("--on-error", choices=["raise", "none"], default="raise",
+                   help="a reward that raises on a row, or a row that cannot be scored (missing column, null "
+                        "completion): raise stops with a message naming the rows (default); none scores on "
+                        "and counts the row under 'errors' (the row's 'errors' field says why)")
 
 
 def _run_score(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
-    from tqdm.auto import tqdm
+    from rich.markup import escape
 
-    from rewardkit.compose import compose, load_spec
-    from rewardkit.data import load_records
+    from rewardkit.compose import load_spec
+    from rewardkit.score_file import ScoreError, ScoreOptions, run_score, summary_table
 
-    spec = load_spec(args.spec) if args.spec else {}
-    spec.update(_parse_reward_args(args.reward))
-    if not spec:
-        raise SystemExit("give at least one --reward NAME[=WEIGHT] or a --spec file")
-    rewards = compose(spec, on_error=args.on_error)
-    rows = load_records(args.data)
-    if rows and args.completion_column not in rows[0]:
-        raise SystemExit(f"{args.data}: no column {args.completion_column!r}; columns: {sorted(rows[0])}")
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    sums: dict[str, list[float]] = {n: [] for n in [*rewards.names, "total"]}
-    nones: dict[str, int] = dict.fromkeys(sums, 0)
     try:
-        for start in tqdm(range(0, len(rows), args.batch_size), desc="scoring", unit="batch",
-                          disable=not args.output):
-            chunk = rows[start:start + args.batch_size]
-            columns = {k: [r.get(k) for r in chunk] for k in chunk[0]
-                       if k not in (args.prompt_column, args.completion_column)}
-            prompts = [r.get(args.prompt_column, "") for r in chunk]
-            completions = [r[args.completion_column] for r in chunk]
-            ids = columns.pop("completion_ids", None)
-            scores = rewards.score(prompts, completions, ids, **columns)
-            for i in range(len(chunk)):
-                rec = {"index": start + i, **{n: scores[n][i] for n in scores}}
-                out.write(json.dumps(rec) + "\n")
-                for n in scores:
-                    v = scores[n][i]
-                    if v is None:
-                        nones[n] += 1
-                    else:
-                        sums[n].append(v)
-    finally:
-        if args.output:
-            out.close()
+        spec = load_spec(args.spec) if args.spec else {}
+    except Exception as exc:  # a missing file, bad YAML: say which, no traceback
+        raise SystemExit(f"rewardkit score: error: cannot read --spec {args.spec}: {exc}") from None
+    spec.update(dict(args.reward))
+    if not spec:
+        raise SystemExit("rewardkit score: error: give at least one --reward NAME[=WEIGHT] or a --spec file")
+    opts = ScoreOptions(data=args.data, spec=spec, output=args.output, prompt_column=args.prompt_column,
+                        completion_column=args.completion_column, id_column=args.id_column,
+                        batch_size=args.batch_size, on_error=args.on_error, resume=args.resume,
+                        other_inputs=(args.spec,) if args.spec else ())
     console = Console(stderr=True)
-    table = Table(title=f"{len(rows)} samples")
-    for col in ("reward", "weight", "mean", "min", "max", "none"):
-        table.add_column(col, justify="right" if col != "reward" else "left")
-    weights = dict(zip(rewards.names, rewards.weights))
-    for n, vals in sums.items():
-        mean = sum(vals) / len(vals) if vals else float("nan")
-        table.add_row(n, "" if n == "total" else f"{weights[n]:g}", f"{mean:.4f}",
-                      f"{min(vals):.4f}" if vals else "-", f"{max(vals):.4f}" if vals else "-", str(nones[n]))
-    console.print(table)
+    try:
+        summary = run_score(opts)
+    except ScoreError as exc:
+        print(f"rewardkit score: error: {exc}", file=sys.stderr)
+        return 1
+    console.print(summary_table(summary))
+    if summary.errors["total"]:  # a row with any error has no total
+        console.print(f"[yellow]warning:[/] {summary.errors['total']} of {summary.rows} rows have errors "
+                      f"(counted under 'errors'; each row's 'errors' field says why). "
+                      f"First: {escape(summary.first_error or '')}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -144,10 +142,20 @@ CORE_COMMANDS = {
 }
 
 
+def _unavailable(message: str):
+    def run(args: argparse.Namespace) -> int:
+        print(f"rewardkit: {message}", file=sys.stderr)
+        return 1
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rewardkit import __version__
-    from rewardkit.plugins import list_commands
+    from rewardkit.plugins import CORE_COMMANDS as RESERVED
+    from rewardkit.plugins import list_commands, unavailable_commands
 
+    assert set(RESERVED) == set(CORE_COMMANDS), "rewardkit.plugins.CORE_COMMANDS is out of date"
     parser = argparse.ArgumentParser(
         prog="rewardkit",
         description="Reward plugins from RL post-training papers, composed onto TRL trainers.",
@@ -160,18 +168,34 @@ def build_parser() -> argparse.ArgumentParser:
         configure(sp)
         commands[name] = run
     for name, entry in sorted(list_commands().items()):
-        if name in commands:
-            raise SystemExit(f"plugin {entry.plugin!r} registers command {name!r}, which rewardkit already has")
+        try:
+            # on a throwaway parser first: one plugin's broken configure() must not take every command down
+            entry.configure(argparse.ArgumentParser(prog=f"rewardkit {name}", add_help=False))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            message = (f"command {name!r} of plugin {entry.plugin!r} is not available: its configure() "
+                       f"raised {type(exc).__name__}: {exc}")
+            sp = sub.add_parser(name, help=f"(unavailable: {type(exc).__name__} in configure)", add_help=False)
+            sp.set_defaults(_ignores_rest=True)
+            commands[name] = _unavailable(message)
+            continue
         sp = sub.add_parser(name, help=entry.help, description=entry.help)
         entry.configure(sp)
         commands[name] = entry.run
+    for name, why in sorted(unavailable_commands().items()):
+        sp = sub.add_parser(name, help=f"(unavailable: {why.splitlines()[0]})", add_help=False)
+        sp.set_defaults(_ignores_rest=True)
+        commands[name] = _unavailable(f"command {name!r} is not available: {why}")
     parser.set_defaults(_commands=commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "_ignores_rest", False):  # only an unavailable command ignores them
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not args.command:
         parser.print_help()
         return 0

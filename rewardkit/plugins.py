@@ -2,11 +2,25 @@
 
 Plugins are found through the ``rewardkit`` entry-point group. ``REWARDKIT_LOAD_PLUGINS=a,b``
 limits loading to the named entry points (an empty value loads none); the built-in plugins always
-load. A plugin that fails to import is recorded with its error and the others still load.
+load.
+
+One plugin cannot take the others down:
+
+* a plugin that fails to import, or whose registration hook fails (any exception, ``SystemExit``
+  included; only ``KeyboardInterrupt`` goes through), is recorded with its error;
+* an entry-point plugin implementing a hook rewardkit does not have (a misspelt
+  ``rewardkit_register_reward``) is unregistered and recorded;
+* a plugin that registers something invalid (a bad kind, a name twice) or a name another plugin
+  already has is disabled as a whole: none of its rewards, hooks or commands are registered, and
+  asking for one of them raises :class:`PluginError` with the reason. Built-in plugins keep their
+  names; between two third-party plugins the one whose name sorts first keeps the name.
+
+Every such error is listed by ``rewardkit plugins`` (and :func:`list_plugins`).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import threading
@@ -22,11 +36,14 @@ from rewardkit import hookspecs
 
 REWARD_KINDS = ("outcome", "process", "multi_turn")
 DEFAULT_PLUGINS = ("rewardkit.builtin_rewards", "rewardkit.prm.plugin", "rewardkit.serve.plugin")
+# subcommands of the ``rewardkit`` command itself (rewardkit/cli.py); no plugin may take them
+CORE_COMMANDS = ("plugins", "score")
 LOAD_ENV = "REWARDKIT_LOAD_PLUGINS"
 
 
 class PluginError(RuntimeError):
-    """A plugin registered something invalid (duplicate name, bad kind, unknown hook)."""
+    """A plugin registered something invalid (duplicate name, bad kind, unknown hook), or a
+    registered thing that was asked for belongs to a plugin disabled for such a reason."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,8 @@ class Registry:
     hooks: dict[str, HookEntry] = field(default_factory=dict)
     commands: dict[str, CommandEntry] = field(default_factory=dict)
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    # ("reward" | "trainer hook" | "command", name) -> why it is not available
+    unavailable: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -82,9 +101,32 @@ _load_errors: dict[str, PluginInfo] = {}
 _versions: dict[str, str | None] = {}
 _registry: Registry | None = None
 
+REGISTER_HOOKS = ("rewardkit_register_rewards", "rewardkit_register_hooks", "rewardkit_register_commands")
 
-def _plugin_name(plugin: object) -> str:
-    return pm.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
+
+def _describe(exc: BaseException, where: str = "") -> str:
+    """First line: what went wrong; then a short traceback for the plugin's author."""
+    head = f"{type(exc).__name__}{' in ' + where if where else ''}: {exc}"
+    if isinstance(exc, SystemExit):
+        head += " (the plugin called sys.exit)"
+    return f"{head}\n{''.join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=3))}"
+
+
+def unknown_hooks(plugin: object) -> list[str]:
+    """Hooks ``plugin`` implements (not marked optional) that rewardkit has no specification for."""
+    names = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if not caller.has_spec() and any(i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls()):
+            names.append(caller.name)
+    return sorted(names)
+
+
+def _unknown_hooks_message(names: list[str]) -> str:
+    parts = []
+    for name in names:
+        close = difflib.get_close_matches(name, REGISTER_HOOKS, n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"implements unknown hook {', '.join(parts)}; rewardkit's hooks are {', '.join(REGISTER_HOOKS)}"
 
 
 def _load_entry_points() -> None:
@@ -93,18 +135,22 @@ def _load_entry_points() -> None:
     for ep in entry_points(group=hookspecs.PROJECT):
         if allow is not None and ep.name not in allow:
             continue
-        if pm.get_plugin(ep.name) is not None:
+        if pm.get_plugin(ep.name) is not None or ep.name in _load_errors:
             continue
         version = ep.dist.version if ep.dist is not None else None
         try:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
-        except Exception as exc:  # a broken plugin must not take the others down
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit too: a broken plugin must not take the others down
+            _load_errors[ep.name] = PluginInfo(name=ep.name, version=version, error=_describe(exc, "import"))
+            continue
+        unknown = unknown_hooks(plugin)
+        if unknown:
+            pm.unregister(plugin)
             _load_errors[ep.name] = PluginInfo(
-                name=ep.name,
-                version=version,
-                error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
-            )
+                name=ep.name, version=version, error=f"disabled: {_unknown_hooks_message(unknown)}")
             continue
         _versions[ep.name] = version
 
@@ -116,80 +162,146 @@ def load_plugins() -> None:
         if _loaded:
             return
         for modname in DEFAULT_PLUGINS:
-            if pm.get_plugin(modname) is None:
-                pm.register(importlib.import_module(modname), name=modname)
+            if pm.get_plugin(modname) is None and modname not in _load_errors:
+                try:
+                    pm.register(importlib.import_module(modname), name=modname)
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:
+                    _load_errors[modname] = PluginInfo(name=modname, version=_core_version(),
+                                                       error=_describe(exc, "import"))
         _load_entry_points()
-        # a typo in a hook name (rewardkit_register_reward) fails here, at start, not silently
-        pm.check_pending()
         _loaded = True
+
+
+@dataclass
+class _Staged:
+    """What one plugin asked to register, before it is checked against the others."""
+
+    rewards: list[RewardEntry] = field(default_factory=list)
+    hooks: list[HookEntry] = field(default_factory=list)
+    commands: list[CommandEntry] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None
+    offered: list[tuple[str, str]] = field(default_factory=list)  # (what, name) of every register call
+
+
+def _stage(pname: str, impls: dict[str, list[Any]]) -> _Staged:
+    """Run one plugin's registration hooks into a staging area; nothing is registered yet."""
+    st = _Staged()
+
+    def twice(what: str, name: str, seen: list[Any]) -> None:
+        if any(e.name == name for e in seen):
+            st.problems.append(f"registers {what} {name!r} twice")
+
+    def check_name(what: str, name: Any, target: Any, target_what: str) -> bool:
+        if isinstance(name, str) and (what, name) not in st.offered:
+            st.offered.append((what, name))
+        if not isinstance(name, str) or not name.strip():
+            st.problems.append(f"registers a {what} with name {name!r} (expected a non-empty string)")
+            return False
+        if not callable(target):
+            st.problems.append(f"registers {what} {name!r} with a {target_what} that is not callable: {target!r}")
+            return False
+        return True
+
+    def register_reward(name: str, factory: Callable[..., Any], *, kind: str, description: str = "") -> None:
+        if not check_name("reward", name, factory, "factory"):
+            return
+        if kind not in REWARD_KINDS:
+            st.problems.append(f"registers reward {name!r} with kind {kind!r}; expected one of {REWARD_KINDS}")
+            return
+        twice("reward", name, st.rewards)
+        st.rewards.append(RewardEntry(name, factory, kind, description, pname))
+
+    def register_hook(name: str, factory: Callable[..., Any], *, description: str = "") -> None:
+        if check_name("trainer hook", name, factory, "factory"):
+            twice("trainer hook", name, st.hooks)
+            st.hooks.append(HookEntry(name, factory, description, pname))
+
+    def register_command(name: str, configure: Callable[[Any], None], run: Callable[[Any], int | None], *,
+                         help: str = "") -> None:
+        if check_name("command", name, configure, "configure function") and \
+                check_name("command", name, run, "run function"):
+            twice("command", name, st.commands)
+            st.commands.append(CommandEntry(name, configure, run, help, pname))
+
+    callbacks = {"rewardkit_register_rewards": register_reward, "rewardkit_register_hooks": register_hook,
+                 "rewardkit_register_commands": register_command}
+    for hook_name in REGISTER_HOOKS:
+        for impl in impls.get(hook_name, []):
+            try:
+                impl.function(register=callbacks[hook_name])
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit too
+                st.error = _describe(exc, hook_name)
+                return st
+    return st
+
+
+def _plugin_order(names: list[str]) -> list[str]:
+    """Built-ins first (they keep their names), then the others by name (the first keeps a name)."""
+    return [n for n in DEFAULT_PLUGINS if n in names] + sorted(n for n in names if n not in DEFAULT_PLUGINS)
 
 
 def _collect() -> Registry:
     reg = Registry()
     for name, info in _load_errors.items():
-        reg.plugins[name] = info
+        reg.plugins[name] = PluginInfo(name=info.name, version=info.version, error=info.error)
+    impls: dict[str, dict[str, list[Any]]] = {}
     for plugin in pm.get_plugins():
-        pname = _plugin_name(plugin)
+        pname = pm.get_name(plugin) or repr(plugin)
         version = _versions[pname] if pname in _versions else (_core_version() if pname in DEFAULT_PLUGINS else None)
         reg.plugins[pname] = PluginInfo(name=pname, version=version)
+        impls[pname] = {}
+    for hook_name in REGISTER_HOOKS:
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            impls[impl.plugin_name].setdefault(hook_name, []).append(impl)
 
-    def impls(hook_name: str):
-        caller = getattr(pm.hook, hook_name)
-        return caller.get_hookimpls()
-
-    for impl in impls("rewardkit_register_rewards"):
-        pname = impl.plugin_name
-
-        def register(name: str, factory: Callable[..., Any], *, kind: str, description: str = "",
-                     _p: str = pname) -> None:
-            if kind not in REWARD_KINDS:
-                raise PluginError(f"plugin {_p!r} registered reward {name!r} with kind {kind!r}; "
-                                  f"expected one of {REWARD_KINDS}")
-            if name in reg.rewards:
-                raise PluginError(f"reward {name!r} is registered twice: by plugin "
-                                  f"{reg.rewards[name].plugin!r} and by plugin {_p!r}")
-            reg.rewards[name] = RewardEntry(name, factory, kind, description, _p)
-            reg.plugins[_p].rewards.append(name)
-
-        _call_hook(reg, impl, register)
-
-    for impl in impls("rewardkit_register_hooks"):
-        pname = impl.plugin_name
-
-        def register_hook(name: str, factory: Callable[..., Any], *, description: str = "",
-                          _p: str = pname) -> None:
-            if name in reg.hooks:
-                raise PluginError(f"trainer hook {name!r} is registered twice: by plugin "
-                                  f"{reg.hooks[name].plugin!r} and by plugin {_p!r}")
-            reg.hooks[name] = HookEntry(name, factory, description, _p)
-            reg.plugins[_p].hooks.append(name)
-
-        _call_hook(reg, impl, register_hook)
-
-    for impl in impls("rewardkit_register_commands"):
-        pname = impl.plugin_name
-
-        def register_command(name: str, configure: Callable[[Any], None], run: Callable[[Any], int | None], *,
-                             help: str = "", _p: str = pname) -> None:
-            if name in reg.commands:
-                raise PluginError(f"command {name!r} is registered twice: by plugin "
-                                  f"{reg.commands[name].plugin!r} and by plugin {_p!r}")
-            reg.commands[name] = CommandEntry(name, configure, run, help, _p)
-            reg.plugins[_p].commands.append(name)
-
-        _call_hook(reg, impl, register_command)
+    for pname in _plugin_order(list(impls)):
+        st = _stage(pname, impls[pname])
+        problems = list(st.problems)
+        if st.error is None:
+            problems += _clashes(reg, pname, st)
+        if st.error is None and not problems:
+            for r in st.rewards:
+                reg.rewards[r.name] = r
+            for h in st.hooks:
+                reg.hooks[h.name] = h
+            for c in st.commands:
+                reg.commands[c.name] = c
+            info = reg.plugins[pname]
+            info.rewards, info.hooks, info.commands = ([e.name for e in st.rewards], [e.name for e in st.hooks],
+                                                       [e.name for e in st.commands])
+            continue
+        reason = st.error or "; ".join(problems)
+        offered = ", ".join(f"{what} {name!r}" for what, name in st.offered)
+        reg.plugins[pname].error = (f"disabled: {reason}" if st.error is None else reason) + \
+            (f"\nnot registered: {offered}" if offered else "")
+        first_line = reason.splitlines()[0]
+        for what, name in st.offered:
+            reg.unavailable.setdefault((what, name), f"plugin {pname!r} is disabled: {first_line}")
     return reg
 
 
-def _call_hook(reg: Registry, impl: Any, register: Callable[..., Any]) -> None:
-    """Run one plugin's hook; a plugin whose hook raises is reported like one that fails to import."""
-    try:
-        impl.function(register=register)
-    except PluginError:
-        raise
-    except Exception as exc:
-        info = reg.plugins[impl.plugin_name]
-        info.error = f"{type(exc).__name__} in {impl.function.__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+def _clashes(reg: Registry, pname: str, st: _Staged) -> list[str]:
+    def why(owner: str) -> str:
+        if owner in DEFAULT_PLUGINS:
+            return "built-in plugins keep their names"
+        return (f"plugin {owner!r} keeps it: between third-party plugins the one whose name sorts first "
+                "keeps a clashing name")
+
+    out = []
+    for what, entries, taken in (("reward", st.rewards, reg.rewards), ("trainer hook", st.hooks, reg.hooks),
+                                 ("command", st.commands, reg.commands)):
+        for e in entries:
+            if e.name in taken:
+                owner = taken[e.name].plugin
+                out.append(f"{what} {e.name!r} is already registered by plugin {owner!r} ({why(owner)})")
+            elif what == "command" and e.name in CORE_COMMANDS:
+                out.append(f"command {e.name!r} is a command of rewardkit itself")
+    return out
 
 
 def _core_version() -> str | None:
@@ -216,10 +328,17 @@ def invalidate() -> None:
 
 
 def register_plugin(plugin: object, name: str | None = None) -> None:
-    """Register an in-process plugin object (a module or class with ``@hookimpl`` methods)."""
+    """Register an in-process plugin object (a module or class with ``@hookimpl`` methods).
+
+    A hook name rewardkit does not have raises ``pluggy.PluginValidationError`` here and leaves
+    nothing registered; clashes with other plugins are handled like an installed plugin's.
+    """
     load_plugins()
     pm.register(plugin, name=name)
-    pm.check_pending()
+    unknown = unknown_hooks(plugin)
+    if unknown:
+        pm.unregister(plugin)
+        raise pluggy.PluginValidationError(plugin, f"plugin {name or plugin!r} {_unknown_hooks_message(unknown)}")
     invalidate()
 
 
@@ -245,20 +364,31 @@ def list_commands() -> dict[str, CommandEntry]:
     return dict(registry().commands)
 
 
-def _unknown(what: str, name: str, known: list[str]) -> KeyError:
-    import difflib
+def unavailable_commands() -> dict[str, str]:
+    """Commands of disabled plugins that no other plugin provides, with the reason."""
+    reg = registry()
+    return {name: why for (what, name), why in reg.unavailable.items()
+            if what == "command" and name not in reg.commands and name not in CORE_COMMANDS}
 
-    close = difflib.get_close_matches(name, known, n=5, cutoff=0.4)
+
+def _lookup(what: str, name: str, entries: dict[str, Any]) -> Any:
+    if name in entries:
+        return entries[name]
+    reg = registry()
+    if (what, name) in reg.unavailable:
+        raise PluginError(f"{what} {name!r} is not available: {reg.unavailable[(what, name)]} "
+                          "(run `rewardkit plugins` for details)")
+    close = difflib.get_close_matches(name, list(entries), n=5, cutoff=0.4)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return KeyError(f"unknown {what} {name!r}.{hint} Registered: {', '.join(sorted(known)) or 'none'}.")
+    broken = sorted(p.name for p in reg.plugins.values() if p.error)
+    if broken:
+        hint += f" Plugins with errors (see `rewardkit plugins`): {', '.join(broken)}."
+    raise KeyError(f"unknown {what} {name!r}.{hint} Registered: {', '.join(sorted(entries)) or 'none'}.")
 
 
 def get_reward(name: str, **params: Any):
     """Build the registered reward ``name`` with ``params``; its ``__name__`` is ``name``."""
-    entries = registry().rewards
-    if name not in entries:
-        raise _unknown("reward", name, list(entries))
-    entry = entries[name]
+    entry = _lookup("reward", name, registry().rewards)
     reward = entry.factory(**params)
     if getattr(reward, "name", None) in (None, ""):
         reward.name = name
@@ -270,10 +400,8 @@ def get_reward(name: str, **params: Any):
 
 def get_hook(name: str, **params: Any):
     """Build the registered trainer hook ``name`` with ``params``."""
-    entries = registry().hooks
-    if name not in entries:
-        raise _unknown("trainer hook", name, list(entries))
-    hook = entries[name].factory(**params)
+    entry = _lookup("trainer hook", name, registry().hooks)
+    hook = entry.factory(**params)
     if getattr(hook, "name", None) in (None, ""):
         hook.name = name
     return hook

@@ -98,7 +98,7 @@ def test_hook_rewardkit_register_commands(temp_plugin, capsys):
     assert capsys.readouterr().out.strip() == "hello hello"
 
 
-def test_duplicate_reward_name_is_an_error_naming_both_plugins(temp_plugin):
+def test_duplicate_reward_name_disables_the_later_plugin_naming_both(temp_plugin):
     class A:
         @hookimpl
         def rewardkit_register_rewards(self, register):
@@ -108,22 +108,31 @@ def test_duplicate_reward_name_is_an_error_naming_both_plugins(temp_plugin):
         @hookimpl
         def rewardkit_register_rewards(self, register):
             register("dup.same", Constant, kind="outcome")
+            register("dup.only-b", Constant, kind="outcome")
 
+    temp_plugin(B(), "plug-b")  # registered first, but "plug-a" sorts first and keeps the name
     temp_plugin(A(), "plug-a")
-    temp_plugin(B(), "plug-b")
-    with pytest.raises(plugins.PluginError, match=r"dup\.same.*plug-(a|b).*plug-(a|b)"):
-        rewardkit.list_rewards()
+    rewards = rewardkit.list_rewards()
+    assert rewards["dup.same"].plugin == "plug-a" and "dup.only-b" not in rewards
+    infos = {p.name: p for p in rewardkit.list_plugins()}
+    assert infos["plug-a"].error is None and infos["plug-a"].rewards == ["dup.same"]
+    assert re.search(r"dup\.same.*already registered by plugin 'plug-a'.*sorts first", infos["plug-b"].error)
+    assert infos["plug-b"].rewards == []
+    with pytest.raises(plugins.PluginError, match=r"'dup\.only-b' is not available: plugin 'plug-b' is disabled"):
+        rewardkit.get_reward("dup.only-b")
+    assert rewardkit.get_reward("math.accuracy").name == "math.accuracy"
 
 
-def test_bad_kind_is_rejected(temp_plugin):
+def test_bad_kind_disables_the_plugin(temp_plugin):
     class P:
         @hookimpl
         def rewardkit_register_rewards(self, register):
             register("bad.kind", Constant, kind="sequence")
 
     temp_plugin(P(), "plug-badkind")
+    assert "bad.kind" not in rewardkit.list_rewards() and "format.boxed" in rewardkit.list_rewards()
     with pytest.raises(plugins.PluginError, match="kind 'sequence'"):
-        rewardkit.list_rewards()
+        rewardkit.get_reward("bad.kind")
 
 
 def test_unknown_hook_name_fails_at_start():
@@ -132,10 +141,10 @@ def test_unknown_hook_name_fails_at_start():
         def rewardkit_register_reward(self, register):  # missing "s"
             pass
 
-    with pytest.raises(pluggy.PluginValidationError, match="rewardkit_register_reward"):
+    with pytest.raises(pluggy.PluginValidationError, match="rewardkit_register_reward.*did you mean"):
         plugins.register_plugin(Typo(), name="typo")
-    plugins.pm.unregister(name="typo")
-    plugins.invalidate()
+    assert plugins.pm.get_plugin("typo") is None  # nothing left registered to break later loads
+    assert "math.accuracy" in rewardkit.list_rewards()
 
 
 def test_unknown_reward_suggests_close_names():

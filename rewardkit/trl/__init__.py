@@ -13,6 +13,8 @@ from rewardkit.trl.hooks import TrainerHook
 
 _LAZY = {
     "HOOK_STATE_FILE": "rewardkit.trl.build",
+    "HookStateError": "rewardkit.trl.build",
+    "read_hook_state": "rewardkit.trl.build",
     "TRLCompatError": "rewardkit.trl.build",
     "build_trainer": "rewardkit.trl.build",
     "check_trl_compat": "rewardkit.trl.build",

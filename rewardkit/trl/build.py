@@ -7,8 +7,9 @@ Overridden TRL/transformers internals (each checked by :func:`check_trl_compat`,
   replace ``advantages`` (TRL's ``_compute_loss`` accepts ``(B, T)`` advantages from subclasses);
 * ``_get_train_sampler(dataset)`` — hooks may reorder prompts (curricula).
 
-Hook state goes into ``<checkpoint>/rewardkit_hooks.pt`` through a public ``TrainerCallback``
-(``on_save``) and is read back in ``train(resume_from_checkpoint=...)``.
+Hook state goes into ``<checkpoint>/rewardkit_hooks.json`` (+ ``rewardkit_hooks.tensors.pt``, read
+with ``weights_only=True``; see :mod:`rewardkit.trl.hook_state`) through a public
+``TrainerCallback`` (``on_save``) and is read back in ``train(resume_from_checkpoint=...)``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from rewardkit.trl.hook_state import HOOK_STATE_FILE, HookStateError, read_hook_state, save_hook_state
 from rewardkit.trl.hooks import TrainerHook
 
-HOOK_STATE_FILE = "rewardkit_hooks.pt"
+__all__ = ["HOOK_STATE_FILE", "HookStateError", "TRLCompatError", "build_trainer", "check_trl_compat",
+           "hooked_class", "load_hook_state", "read_hook_state", "resolve_hooks"]
 
 
 class TRLCompatError(RuntimeError):
@@ -53,22 +56,19 @@ class _HookStateCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            import torch
-
             ckpt = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-            os.makedirs(ckpt, exist_ok=True)
-            torch.save({h.name: h.state_dict() for h in self.hooks}, os.path.join(ckpt, HOOK_STATE_FILE))
+            save_hook_state({h.name: h.state_dict() for h in self.hooks}, ckpt)
         return control
 
 
 def load_hook_state(hooks: Sequence[TrainerHook], checkpoint: str) -> bool:
-    """Restore hook state from a checkpoint directory; False when it holds none."""
-    import torch
+    """Restore hook state from a checkpoint directory; False when it holds none.
 
-    path = os.path.join(checkpoint, HOOK_STATE_FILE)
-    if not os.path.exists(path):
+    Nothing in the checkpoint is unpickled beyond tensors: a crafted file raises
+    :class:`HookStateError` instead of running code."""
+    saved = read_hook_state(checkpoint)
+    if saved is None:
         return False
-    saved = torch.load(path, weights_only=False)
     missing = [h.name for h in hooks if h.name not in saved]
     if missing:
         raise KeyError(f"checkpoint {checkpoint} holds no state for hooks {missing} (saved: {sorted(saved)})")
