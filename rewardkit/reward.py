@@ -220,6 +220,9 @@ class Reward:
     kind: ClassVar[str] = "outcome"
     # the value of an empty completion; None defers to score(), which sees the empty text
     empty_value: ClassVar[float | None] = None
+    # columns whose values are file paths the reward opens; `rewardkit serve` resolves them under
+    # --data-root and refuses them otherwise, so a client cannot make the server read any file
+    path_columns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

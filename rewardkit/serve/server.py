@@ -361,7 +361,7 @@ class RewardServer:
         if not isinstance(steps, bool):
             raise BadRequest("'steps' must be true or false")
         columns = dict(columns)
-        for col in getattr(self.rewards[name], "path_columns", ()):
+        for col in self.rewards[name].path_columns:
             if col in columns:
                 columns[col] = [resolve_under(self.config.data_root, v, reward=name, column=col)
                                 for v in columns[col]]

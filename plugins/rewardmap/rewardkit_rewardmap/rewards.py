@@ -73,7 +73,7 @@ class _RewardMapBase(Reward):
     """
 
     # columns holding file paths: a reward server resolves them under its --data-root, or refuses them
-    path_columns: tuple[str, ...] = ("json",)
+    path_columns = ("json",)
 
     def __init__(self, *, alpha: float = 0.5, transfer_penalty: str = "official", format_reward: float = 0.0,
                  difficulty_weights: bool = True, gamma: Mapping[str, float] | None = None,
