@@ -204,6 +204,7 @@ class HFStepScorer(StepScorer):
         from transformers import AutoTokenizer
 
         from rewardkit.trl.placement import (
+            is_sharded,
             prepare_reward_model,
             process_device,
             whole_model_loading,
@@ -256,6 +257,8 @@ class HFStepScorer(StepScorer):
         self._lazy_pad_id = 0 if pad is None else int(pad)
         if self.head == "lm":
             self._lazy_good_bad = (self._single_token(self.good_token), self._single_token(self.bad_token))
+        # forwards of a partitioned model are collectives: every rank runs as many per call
+        self._lazy_sharded = is_sharded(model)
         self._lazy_ready = True
 
     def _ids(self, text: str) -> list[int]:
@@ -430,7 +433,8 @@ class HFStepScorer(StepScorer):
         self._load()
         out: list[list[float]] = [[] for _ in lengths]
         batches = self._batches(lengths) if len(lengths) else []
-        n_forwards = lockstep_forwards(len(batches))  # a collective under ZeRO-3, else len(batches)
+        # a collective for a ZeRO-3-sharded model; a whole model runs its own batches only
+        n_forwards = lockstep_forwards(len(batches)) if self._lazy_sharded else len(batches)
         dev = self._lazy_device
         with torch.inference_mode():
             for idx in batches:
@@ -537,17 +541,17 @@ class PrefixScorer(HFStepScorer):
         """
         import torch
 
-        from rewardkit.trl.placement import lockstep_forwards, sharded_run
+        from rewardkit.trl.placement import lockstep_forwards
 
         self._load()
         model, tok, dev = self._lazy_model, self._lazy_tokenizer, self._lazy_device
         out = [""] * len(lengths)
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None) or tok.eos_token_id
         batches = self._batches(lengths, extra=self.max_new_tokens) if len(lengths) else []
-        n_calls = lockstep_forwards(len(batches))
+        n_calls = lockstep_forwards(len(batches)) if self._lazy_sharded else len(batches)
         kwargs: dict[str, Any] = dict(do_sample=False, max_new_tokens=self.max_new_tokens,
                                       pad_token_id=self._lazy_pad_id, eos_token_id=eos)
-        if sharded_run():
+        if self._lazy_sharded:
             kwargs["synced_gpus"] = True
         with torch.inference_mode():
             for idx in batches:
