@@ -119,7 +119,10 @@ class HFStepScorer(StepScorer):
         positive_label: the "good step" label of token-cls / two-label value heads.
         good_token, bad_token: the LM-head tokens whose probabilities are compared (single tokens).
         max_length: longest sequence sent to the model; see the module docstring for the policy.
-        batch_size, max_batch_tokens: a forward batch holds at most this many rows / padded tokens.
+        batch_size, max_batch_tokens: a forward batch holds at most this many rows / padded tokens
+            (generation counts ``max_new_tokens`` per row). ``max_batch_tokens`` bounds the memory
+            of every forward, however many steps a row has; prefix scoring builds its prefixes batch
+            by batch within it. A sequence longer than the budget is forwarded alone. None: no budget.
         device, dtype: where and how the model runs (default: this process's device, see ``rewardkit.trl.process_device``;
             float32 on CPU, the checkpoint's dtype on GPU).
         add_bos: prepend the tokenizer's BOS token when it has one.
