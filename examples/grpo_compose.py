@@ -52,7 +52,8 @@ def train_process_reward(cfg: dict[str, Any], out: Path, state) -> dict[str, Any
             base = tiny_model_dir("prm", seed=cfg.get("seed", 0))
             train_prm(str(base), load_toy_steps("train"),
                       PRMTrainingConfig(epochs=epochs, learning_rate=lr, output_dir=str(target), seed=cfg.get("seed", 0)))
-            acc = step_accuracy(TaggedScorer(str(target)), load_toy_steps("test"))
+            # prepare=False: scored here by the main process alone, so no DeepSpeed (no collective)
+            acc = step_accuracy(TaggedScorer(str(target), prepare=False), load_toy_steps("test"))
             print(f"process reward: tiny PRM trained {epochs} epochs, held-out step accuracy {acc:.3f}")
         state.wait_for_everyone()
         model = str(target)

@@ -238,3 +238,65 @@ def test_prefix_generative_judge_parses_greedy_continuations():
     res = never.score(["Q"], [["a"]], stats=stats)
     assert (res[0] is None and stats["unparsed"] == 1) or res[0] in ([1.0], [0.0])
     assert never._parse("step ok: False ... True") == 1.0 and never._parse("nothing") is None
+
+
+# -- the tokens-per-forward budget (max_batch_tokens) ---------------------------------------------
+TEMPLATE = lambda p, steps: f"{p}\n" + "\n".join(steps) + "\nIs the last step correct?"  # noqa: E731
+
+
+def _long_chain(n_steps: int) -> list[str]:
+    from rewardkit.data.steps import load_toy_steps
+
+    pool = [s for r in load_toy_steps() for s in r["completions"]]
+    return [pool[k % len(pool)] for k in range(n_steps)]
+
+
+@pytest.mark.parametrize("make", [
+    lambda path: TaggedScorer(path, head="lm", step_tag=" ки"),
+    lambda path: PrefixScorer(path, head="lm", step_tag=" ки"),
+    lambda path: PrefixScorer(path, head="lm", good_token="yes", bad_token="no", template=TEMPLATE),
+], ids=["tagged", "prefix", "prefix-template"])
+def test_token_budget_gives_the_unbudgeted_scores(make):
+    path = str(tiny_model_dir("causal_lm"))
+    free = make(path)
+    free.batch_size, free.max_batch_tokens = 64, None
+    tight = make(path)
+    tight.batch_size, tight.max_batch_tokens = 64, 48
+    s_free, s_tight = Counter(), Counter()
+    a = free.score(PROMPTS, STEPS, stats=s_free)
+    b = tight.score(PROMPTS, STEPS, stats=s_tight)
+    assert [len(r) for r in b] == [len(s) for s in STEPS]
+    for ra, rb in zip(a, b):
+        assert rb == pytest.approx(ra, abs=1e-5)
+    assert s_free["forwards"] == 1 and s_tight["forwards"] > 1  # the budget really split the work
+    assert s_tight["tokens"] == s_free["tokens"]  # the same real tokens, fewer padded ones per forward
+
+
+def test_prefix_forwards_respect_the_budget_on_a_long_chain(prm_path):
+    steps = _long_chain(120)
+    budget = 4096
+    tagged = TaggedScorer(prm_path, max_length=8192)
+    prefix = PrefixScorer(prm_path, max_length=8192, batch_size=1000, max_batch_tokens=budget)
+    stats = Counter()
+    got = prefix.score(["Q", "What is 3 * 4?"], [steps, steps[:40]], stats=stats)
+    longest = len(tagged.encode("Q", steps)[0]) - len(tagged._lazy_sep_ids)
+    assert longest <= budget < longest * 120 // 2  # one prefix fits; all of them would not
+    assert 0 < stats["max_forward_tokens"] <= budget
+    assert stats["forwards"] >= stats["padded_tokens"] / budget
+    # every prefix was scored, and on this causal PRM each equals the whole-trajectory score
+    want = tagged.score(["Q", "What is 3 * 4?"], [steps, steps[:40]])
+    assert [len(r) for r in got] == [120, 40]
+    for ra, rb in zip(got, want):
+        assert ra == pytest.approx(rb, abs=1e-4)
+
+
+def test_generation_budget_counts_the_new_tokens():
+    path = str(tiny_model_dir("causal_lm"))
+    judge = PrefixScorer(path, head="lm", template=TEMPLATE, max_new_tokens=8, parse=lambda t: len(t) / 100,
+                         batch_size=64, max_batch_tokens=120)
+    free = PrefixScorer(path, head="lm", template=TEMPLATE, max_new_tokens=8, parse=lambda t: len(t) / 100,
+                        batch_size=64, max_batch_tokens=None)
+    stats = Counter()
+    got = judge.score(PROMPTS, STEPS, stats=stats)
+    assert stats["generations"] > 1 and stats["max_forward_tokens"] <= 120
+    assert got == free.score(PROMPTS, STEPS)

@@ -119,7 +119,10 @@ class HFStepScorer(StepScorer):
         positive_label: the "good step" label of token-cls / two-label value heads.
         good_token, bad_token: the LM-head tokens whose probabilities are compared (single tokens).
         max_length: longest sequence sent to the model; see the module docstring for the policy.
-        batch_size, max_batch_tokens: a forward batch holds at most this many rows / padded tokens.
+        batch_size, max_batch_tokens: a forward batch holds at most this many rows / padded tokens
+            (generation counts ``max_new_tokens`` per row). ``max_batch_tokens`` bounds the memory
+            of every forward, however many steps a row has; prefix scoring builds its prefixes batch
+            by batch within it. A sequence longer than the budget is forwarded alone. None: no budget.
         device, dtype: where and how the model runs (default: this process's device, see ``rewardkit.trl.process_device``;
             float32 on CPU, the checkpoint's dtype on GPU).
         add_bos: prepend the tokenizer's BOS token when it has one.
@@ -128,7 +131,11 @@ class HFStepScorer(StepScorer):
             :func:`rewardkit.trl.prepare_reward_model` on first use, as TRL does with its own reward
             models (ZeRO-3 shards it over the ranks). Under ZeRO-3 every rank then runs the same
             number of forward passes per call (idle one-token passes on the ranks with fewer rows,
-            counted as ``idle_forwards``), since a sharded forward is a collective.
+            counted as ``idle_forwards``), since a sharded forward is a collective. Every rank must
+            then score together. ``prepare=False`` loads the model whole (inside
+            :func:`rewardkit.trl.whole_model_loading`) and never touches DeepSpeed, so loading and
+            scoring run no collective: use it for a scorer that one process uses alone (PRM
+            training, an evaluation on the main process).
     """
 
     def __init__(self, model: Any, tokenizer: Any = None, *, head: str | None = None,
@@ -194,8 +201,18 @@ class HFStepScorer(StepScorer):
     def _load(self) -> None:
         if self._lazy_ready:
             return
+        from contextlib import nullcontext
+
         import torch
         from transformers import AutoTokenizer
+
+        from rewardkit.trl.placement import (
+            is_sharded,
+            prepare_reward_model,
+            process_device,
+            whole_model_loading,
+            zero_stage,
+        )
 
         model = self._lazy_model
         if model is None:
@@ -206,10 +223,13 @@ class HFStepScorer(StepScorer):
             kwargs = dict(self.model_kwargs)
             if self.dtype is not None:
                 kwargs.setdefault("dtype", self.dtype)
-            model = _auto_class(self.head).from_pretrained(self.model_ref, **kwargs)
+            # a model that is not handed to DeepSpeed must not be built partitioned under ZeRO-3:
+            # that build is a collective, and one process alone (PRM training, an evaluation on
+            # the main process) would wait for its peers for ever
+            with nullcontext() if self.prepare else whole_model_loading():
+                model = _auto_class(self.head).from_pretrained(self.model_ref, **kwargs)
         else:
             self.head = self._resolve_head(model)
-        from rewardkit.trl.placement import prepare_reward_model, process_device, zero_stage
 
         device = self.device or (str(model.device) if self._lazy_model is not None and hasattr(model, "device")
                                  else process_device())
@@ -240,6 +260,8 @@ class HFStepScorer(StepScorer):
         self._lazy_pad_id = 0 if pad is None else int(pad)
         if self.head == "lm":
             self._lazy_good_bad = (self._single_token(self.good_token), self._single_token(self.bad_token))
+        # forwards of a partitioned model are collectives: every rank runs as many per call
+        self._lazy_sharded = is_sharded(model)
         self._lazy_ready = True
 
     def _ids(self, text: str) -> list[int]:
@@ -326,13 +348,18 @@ class HFStepScorer(StepScorer):
         return ids, [p - excess for p in positions]
 
     # -- running the model -------------------------------------------------------------------------
-    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
-        """Row indices grouped into forward batches, longest first, so padding stays small."""
+    def _batches(self, lengths: Sequence[int], extra: int = 0) -> list[list[int]]:
+        """Item indices grouped into forward batches, longest first, so padding stays small.
+
+        A batch holds at most ``batch_size`` items and, with ``max_batch_tokens`` set, at most that
+        many padded tokens (rows x width, the width counting ``extra`` generated tokens); an item
+        longer than the budget on its own is forwarded alone.
+        """
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
         batches: list[list[int]] = []
         cur: list[int] = []
         for i in order:
-            width = lengths[cur[0]] if cur else lengths[i]
+            width = (lengths[cur[0]] if cur else lengths[i]) + extra
             too_many_tokens = self.max_batch_tokens is not None and (len(cur) + 1) * width > self.max_batch_tokens
             if cur and (len(cur) >= self.batch_size or too_many_tokens):
                 batches.append(cur)
@@ -341,6 +368,15 @@ class HFStepScorer(StepScorer):
         if cur:
             batches.append(cur)
         return batches
+
+    @staticmethod
+    def _count_forward(stats: Counter[str] | None, key: str, rows: int, width: int, real_tokens: int) -> None:
+        if stats is None:
+            return
+        stats[key] += 1
+        stats["tokens"] += real_tokens
+        stats["padded_tokens"] += rows * width
+        stats["max_forward_tokens"] = max(stats["max_forward_tokens"], rows * width)
 
     def _head_scores(self, input_ids, attention_mask, rows, cols):
         """Scores at ``(rows, cols)`` positions of one padded batch."""
@@ -383,37 +419,46 @@ class HFStepScorer(StepScorer):
     def run(self, seqs: Sequence[list[int]], positions: Sequence[list[int]],
             stats: Counter[str] | None = None) -> list[list[float]]:
         """Forward ``seqs`` in length-sorted, right-padded batches; scores at ``positions`` per sequence."""
+        return self.run_items([len(s) for s in seqs], lambda i: (seqs[i], positions[i]), stats)
+
+    def run_items(self, lengths: Sequence[int], fetch: Callable[[int], tuple[list[int], list[int]]],
+                  stats: Counter[str] | None = None) -> list[list[float]]:
+        """:meth:`run` over items that are built only when their batch runs.
+
+        ``lengths[i]`` is the token count of item i and ``fetch(i)`` returns its ``(ids, positions)``;
+        so the token ids held at any time are those of one forward batch (within the budget), not
+        those of every item (for prefix scoring, every prefix of every row: a quadratic count).
+        """
         import torch
 
         from rewardkit.trl.placement import idle_forward, lockstep_forwards
 
         self._load()
-        out: list[list[float]] = [[] for _ in seqs]
-        batches = self._batches([len(s) for s in seqs]) if seqs else []
-        n_forwards = lockstep_forwards(len(batches))  # a collective under ZeRO-3, else len(batches)
+        out: list[list[float]] = [[] for _ in lengths]
+        batches = self._batches(lengths) if len(lengths) else []
+        # a collective for a ZeRO-3-sharded model; a whole model runs its own batches only
+        n_forwards = lockstep_forwards(len(batches)) if self._lazy_sharded else len(batches)
         dev = self._lazy_device
         with torch.inference_mode():
             for idx in batches:
-                width = max(len(seqs[i]) for i in idx)
+                items = [fetch(i) for i in idx]
+                width = max(len(ids) for ids, _ in items)
                 input_ids = torch.full((len(idx), width), self._lazy_pad_id, dtype=torch.long)
                 attn = torch.zeros((len(idx), width), dtype=torch.long)
                 rows, cols = [], []
-                for r, i in enumerate(idx):
-                    s = seqs[i]
-                    input_ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
-                    attn[r, :len(s)] = 1
-                    rows += [r] * len(positions[i])
-                    cols += list(positions[i])
+                for r, (ids, pos) in enumerate(items):
+                    input_ids[r, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+                    attn[r, :len(ids)] = 1
+                    rows += [r] * len(pos)
+                    cols += list(pos)
                 scores = self._head_scores(input_ids.to(dev), attn.to(dev), torch.tensor(rows, device=dev),
                                            torch.tensor(cols, device=dev)).tolist()
                 k = 0
-                for i in idx:
-                    n = len(positions[i])
-                    out[i] = scores[k:k + n]
-                    k += n
-                if stats is not None:
-                    stats["forwards"] += 1
-                    stats["tokens"] += int(attn.sum())
+                for i, (_, pos) in zip(idx, items):
+                    out[i] = scores[k:k + len(pos)]
+                    k += len(pos)
+                self._count_forward(stats, "forwards", len(idx), width, int(attn.sum()))
+                del items, input_ids, attn
         for _ in range(n_forwards - len(batches)):
             idle_forward(self._lazy_model, self._lazy_pad_id)
             self.idle_forwards += 1
@@ -485,39 +530,46 @@ class PrefixScorer(HFStepScorer):
         return 1.0 if good > bad else 0.0
 
     def generate(self, seqs: Sequence[list[int]], stats: Counter[str] | None = None) -> list[str]:
-        """Greedy continuations of ``seqs`` (length-sorted, left-padded batches), decoded.
+        """Greedy continuations of ``seqs`` (length-sorted, left-padded batches), decoded."""
+        return self.generate_items([len(s) for s in seqs], lambda i: seqs[i], stats)
 
-        Under ZeRO-3 every rank makes the same number of ``generate`` calls (idle one-token prompts
-        on the ranks with fewer batches) with ``synced_gpus``, so ranks that finish early keep
-        joining the sharded forwards of the others.
+    def generate_items(self, lengths: Sequence[int], fetch: Callable[[int], list[int]],
+                       stats: Counter[str] | None = None) -> list[str]:
+        """:meth:`generate` over items built only when their batch runs (``fetch(i)`` -> token ids).
+
+        The token budget counts the ``max_new_tokens`` every row may grow by. Under ZeRO-3 every
+        rank makes the same number of ``generate`` calls (idle one-token prompts on the ranks with
+        fewer batches) with ``synced_gpus``, so ranks that finish early keep joining the sharded
+        forwards of the others.
         """
         import torch
 
-        from rewardkit.trl.placement import lockstep_forwards, sharded_run
+        from rewardkit.trl.placement import lockstep_forwards
 
         self._load()
         model, tok, dev = self._lazy_model, self._lazy_tokenizer, self._lazy_device
-        out = [""] * len(seqs)
+        out = [""] * len(lengths)
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None) or tok.eos_token_id
-        batches = self._batches([len(s) for s in seqs]) if seqs else []
-        n_calls = lockstep_forwards(len(batches))
+        batches = self._batches(lengths, extra=self.max_new_tokens) if len(lengths) else []
+        n_calls = lockstep_forwards(len(batches)) if self._lazy_sharded else len(batches)
         kwargs: dict[str, Any] = dict(do_sample=False, max_new_tokens=self.max_new_tokens,
                                       pad_token_id=self._lazy_pad_id, eos_token_id=eos)
-        if sharded_run():
+        if self._lazy_sharded:
             kwargs["synced_gpus"] = True
         with torch.inference_mode():
             for idx in batches:
-                width = max(len(seqs[i]) for i in idx)
+                items = [fetch(i) for i in idx]
+                width = max(len(ids) for ids in items)
                 ids = torch.full((len(idx), width), self._lazy_pad_id, dtype=torch.long)
                 attn = torch.zeros((len(idx), width), dtype=torch.long)
-                for r, i in enumerate(idx):
-                    ids[r, width - len(seqs[i]):] = torch.tensor(seqs[i], dtype=torch.long)
-                    attn[r, width - len(seqs[i]):] = 1
+                for r, seq in enumerate(items):
+                    ids[r, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+                    attn[r, width - len(seq):] = 1
                 gen = model.generate(input_ids=ids.to(dev), attention_mask=attn.to(dev), **kwargs)
                 for r, i in enumerate(idx):
                     out[i] = tok.decode(gen[r, width:], skip_special_tokens=True)
-                if stats is not None:
-                    stats["generations"] += 1
+                self._count_forward(stats, "generations", len(idx), width + self.max_new_tokens, int(attn.sum()))
+                del items, ids, attn, gen
             for _ in range(n_calls - len(batches)):
                 idle = torch.full((1, 1), self._lazy_pad_id, dtype=torch.long, device=dev)
                 model.generate(input_ids=idle, attention_mask=torch.ones_like(idle), **kwargs)
@@ -532,48 +584,66 @@ class PrefixScorer(HFStepScorer):
         else:
             super().keep_in_step(stats)
 
+    def _templated_ids(self, prompt: str, steps: Sequence[str], stats: Counter[str] | None) -> list[int]:
+        """Token ids of ``template(prompt, steps)``, cut from the left to ``max_length``."""
+        text = self.template(prompt, list(steps))
+        ids = list(self._lazy_tokenizer(text, add_special_tokens=self.add_bos)["input_ids"])
+        if len(ids) > self.max_length:
+            if self.truncation == "error":
+                raise ValueError(f"PRM input of {len(ids)} tokens exceeds max_length={self.max_length}")
+            if stats is not None:
+                stats["truncated"] += 1
+            ids = ids[len(ids) - self.max_length:]
+        return ids
+
     def score(self, prompts, steps, *, stats=None):
+        """Scores every prefix of every row. The prefixes are listed as ``(row, k, length)`` and
+        their token ids built batch by batch (cut from the row's ids, or, with a template,
+        tokenized again), so memory follows the token budget, not the quadratic total of all
+        prefixes."""
         _check_inputs(prompts, steps)
         self._load()
-        seqs, positions, where = [], [], []
         out: list[RowScores] = [None] * len(prompts)
+        items: list[tuple[int, int]] = []   # (row, k): the prefix steps[row][:k]
+        lengths: list[int] = []
+        row_ids: dict[int, list[int]] = {}  # template=None: the row's tagged ids; prefix k ends at its k-th tag
+        row_pos: dict[int, list[int]] = {}
         encoded = self.encode_many(prompts, steps) if self.template is None else None
         for i, (prompt, row) in enumerate(zip(prompts, steps)):
             if not row:
                 out[i] = []
                 continue
-            row_seqs = []
             if encoded is not None:
                 fitted = self._fit(*encoded[i], stats)
                 if fitted is None:
                     continue
-                ids, pos = fitted
-                row_seqs = [ids[:p + 1] for p in pos]
+                row_ids[i], row_pos[i] = fitted
+                lengths += [p + 1 for p in row_pos[i]]
             else:
-                tok = self._lazy_tokenizer
-                for k in range(1, len(row) + 1):
-                    ids = list(tok(self.template(prompt, list(row[:k])), add_special_tokens=self.add_bos)["input_ids"])
-                    if len(ids) > self.max_length:
-                        if self.truncation == "error":
-                            raise ValueError(f"PRM input of {len(ids)} tokens exceeds max_length={self.max_length}")
-                        if stats is not None:
-                            stats["truncated"] += 1
-                        ids = ids[len(ids) - self.max_length:]
-                    row_seqs.append(ids)
-            for s in row_seqs:
-                seqs.append(s)
-                positions.append([len(s) - 1])
-                where.append(i)
+                # tokenized once here for the lengths (truncation counted here) and again when run
+                lengths += [len(self._templated_ids(prompt, row[:k], stats)) for k in range(1, len(row) + 1)]
+            items += [(i, k) for k in range(1, len(row) + 1)]
+
+        def prefix_ids(j: int) -> list[int]:
+            i, k = items[j]
+            if encoded is not None:
+                return row_ids[i][:row_pos[i][k - 1] + 1]
+            return self._templated_ids(prompts[i], steps[i][:k], None)
+
+        def read_at_last(j: int) -> tuple[list[int], list[int]]:
+            ids = prefix_ids(j)
+            return ids, [len(ids) - 1]
+
         if self.max_new_tokens > 0:
-            verdicts = [self._parse(t) for t in self.generate(seqs, stats)]
-            bad_rows = {i for i, v in zip(where, verdicts) if v is None}
+            verdicts = [self._parse(t) for t in self.generate_items(lengths, prefix_ids, stats)]
+            bad_rows = {items[j][0] for j, v in enumerate(verdicts) if v is None}
             if stats is not None:
                 stats["unparsed"] += len(bad_rows)
             flat = [[v] for v in verdicts]
         else:
             bad_rows = set()
-            flat = self.run(seqs, positions, stats)
-        for i, sc in zip(where, flat):
+            flat = self.run_items(lengths, read_at_last, stats)
+        for (i, _), sc in zip(items, flat):
             if i in bad_rows:
                 continue
             if out[i] is None:

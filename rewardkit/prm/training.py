@@ -114,12 +114,17 @@ def train_prm(model: Any, records: Sequence[dict[str, Any]], config: PRMTraining
     """Fine-tune a token-classification PRM on stepwise ``records``; returns (model, history).
 
     ``model`` is a path/id or a loaded ``*ForTokenClassification`` model. ``history`` has one entry
-    per epoch with the mean training loss.
+    per epoch with the mean training loss. Training runs in this process alone, with no
+    collective (the model is loaded whole even in a ZeRO-3 run), so in a launched run one rank
+    may train while the others wait at a barrier.
     """
     import torch
 
     cfg = config or PRMTrainingConfig()
-    scorer = TaggedScorer(model, tokenizer, head="token_cls", max_length=cfg.max_length, **cfg.scorer_kwargs)
+    # a plain single-process loop: the model is loaded whole and never handed to DeepSpeed, so it
+    # runs no collective and one rank of a launched run can train it while the others wait
+    scorer = TaggedScorer(model, tokenizer, head="token_cls", max_length=cfg.max_length, prepare=False,
+                          **cfg.scorer_kwargs)
     scorer._load()
     net = scorer._lazy_model
     positive = scorer.positive_label

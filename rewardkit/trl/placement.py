@@ -118,6 +118,17 @@ def sharded_run() -> bool:
     return zero_stage() == 3 and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def is_sharded(model: Any) -> bool:
+    """True when ``model``'s parameters are ZeRO-3 partitioned over the ranks of this run: its
+    forward passes are collectives (keep them in step with :func:`lockstep_forwards`). A model
+    loaded whole (:func:`whole_model_loading`, ``prepare=False``) is not, even in a ZeRO-3 run,
+    and may run in one process alone."""
+    if not sharded_run():
+        return False
+    first = next(iter(model.parameters()), None)
+    return first is not None and hasattr(first, "ds_id")
+
+
 @contextmanager
 def whole_model_loading() -> Iterator[None]:
     """Load models whole inside this block, even in a ZeRO-3 run.
