@@ -29,6 +29,7 @@ _LAZY = {
     "whole_model_loading": "rewardkit.trl.placement",
     "process_device": "rewardkit.trl.placement",
     "zero_stage": "rewardkit.trl.placement",
+    "is_sharded": "rewardkit.trl.placement",
     "check_world_size": "rewardkit.trl.placement",
     "LaunchError": "rewardkit.trl.placement",
 }

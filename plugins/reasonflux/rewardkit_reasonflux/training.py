@@ -118,7 +118,9 @@ class ReasonFluxPRMTrainer:
         self.chat = ChatPrompt(str(ref), cfg.system_prompt)
         self.scorer = TaggedScorer(model, head="token_cls", step_tag=cfg.step_tag, step_separator="",
                                    prompt_template=self.chat, positive_label=cfg.positive_label,
-                                   max_length=cfg.max_length, add_bos=False)
+                                   max_length=cfg.max_length, add_bos=False,
+                                   # trained in this process alone: never handed to DeepSpeed
+                                   prepare=False)
         self.history: list[dict[str, float]] = []
 
     @property
