@@ -12,9 +12,10 @@ def test_v1_template_prefixes_and_final_answer_not_scored():
     text = "Let me think.\nStep 1: 2 + 3 = 5.\nStep 2: 5 * 2 = 10.\nFinal answer: 10"
     chain = make_chain("Q", text)
     assert chain.steps == ["Step 1: 2 + 3 = 5.", "Step 2: 5 * 2 = 10."]
-    # prefix i is the text before "Step i+1" (preamble included), the last one stops before "Final answer"
-    assert chain.prefix(0) == "Let me think.\nStep 1: 2 + 3 = 5."
-    assert chain.prefix(1) == "Let me think.\nStep 1: 2 + 3 = 5.\nStep 2: 5 * 2 = 10."
+    # prefix i is the text before "Step i+1" (preamble and whitespace included), the last one stops
+    # before "Final answer"
+    assert chain.prefix(0) == "Let me think.\nStep 1: 2 + 3 = 5.\n"
+    assert chain.prefix(1) == "Let me think.\nStep 1: 2 + 3 = 5.\nStep 2: 5 * 2 = 10.\n"
     assert chain.final_answer == "Final answer: 10"
     # 1.5 appends the final answer as the last step
     assert make_chain("Q", text, final_answer_step=True).steps[-1] == "Final answer: 10"
