@@ -32,7 +32,7 @@ from rewardkit_dreamprm.models import (
     ValueHeadPRM,
     _PRMBase,
 )
-from rewardkit_dreamprm.steps import Chain, make_chain, split_dreamprm_ends, split_heuristic
+from rewardkit_dreamprm.steps import Chain, make_chain, split_heuristic
 
 VARIANTS = ("v1", "1.5")
 MODES = ("default", "official")
@@ -73,11 +73,7 @@ def released_mean_logodds(scores: Sequence[float]) -> float:
 def v1_chain(question: str, text: str) -> Chain:
     """Default v1 chain: "Step k" headers (prefixes up to the next header, the final answer never a
     step), else 1.5's heuristics (each prefix ends with its step)."""
-    spans, ends, fa = split_dreamprm_ends(text)
-    if spans:
-        return Chain(question, text, spans, final_answer=text[fa[0]:fa[1]] if fa else None, prefix_ends=ends)
-    spans, fa = split_heuristic(text)
-    return Chain(question, text, spans, final_answer=text[fa[0]:fa[1]] if fa else None)
+    return make_chain(question, text, "heuristic")
 
 
 def dreamprm_spans_with_answer(text: str) -> list[tuple[int, int]]:

@@ -231,8 +231,11 @@ def make_chain(question: str, response: str, split: Splitter = "dreamprm", *,
                      meta=dict(meta), prefix_ends=ends)
     if split == "dreamprm":
         spans, ends, fa = split_dreamprm_ends(response)
-    elif split == "heuristic":
-        spans, fa = split_heuristic(response)
+    elif split == "heuristic":  # "Step k" headers keep their prefix ends; the other rules end at the step
+        spans, ends, fa = split_dreamprm_ends(response)
+        if not spans:
+            spans, fa = split_heuristic(response)
+            ends = None
     else:
         spans = [s.span for s in split_steps(response, split)]
     if final_answer_step and fa is not None:
