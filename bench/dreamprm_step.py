@@ -1,6 +1,7 @@
 """DreamPRM: wall time of an upper step (DARTS hypergradient) vs a lower step on the tiny PRM.
 
     python bench/dreamprm_step.py [--steps 20] [--batch 16] [--meta-batch 16] [--variant v1|1.5]
+    python bench/dreamprm_step.py --prm-memory 10 100 400 [--max-batch-tokens 32768]
 
 Baseline: the lower step (forward + backward + AdamW on the PRM), measured in the same run on the
 same batches. The upper step = meta forward/backward for v = dL_meta/dphi + two perturbed lower
@@ -8,13 +9,23 @@ forwards + AdamW on the weights. Target: upper/lower <= 3x. Also times the exact
 (autograd through one lower step) and, when ``betty-ml`` imports, Betty's DARTS step on the same
 problem (betty-ml 0.2.x requires Python < 3.11 and 0.1.1 has metadata pip >= 24.1 rejects, so on
 this Python it usually does not install; the script says so).
+
+``--prm-memory N ...``: peak RSS of scoring one N-step completion ("Step k: ..." lines) with the
+``dreamprm.prm`` reward (v1, tiny PRM), each N in a fresh child process (``ru_maxrss``), plus the
+number of forwards and the largest forward (rows x width). The child imports whatever
+``rewardkit_dreamprm`` is first on ``PYTHONPATH``, so an older checkout can be measured the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -27,8 +38,15 @@ def main(argv=None) -> int:
     ap.add_argument("--meta-batch", type=int, default=16)
     ap.add_argument("--variant", default="v1", choices=["v1", "1.5"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--prm-memory", type=int, nargs="*", default=None, metavar="N")
+    ap.add_argument("--max-batch-tokens", type=int, default=None)
+    ap.add_argument("--_child", nargs=2, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args._child:
+        return _memory_child(args._child[0], int(args._child[1]), args.max_batch_tokens)
+    if args.prm_memory:
+        return _memory(args)
 
     from rewardkit_dreamprm import DreamPRMConfig, DreamPRMTrainer, GenerativePRM, ValueHeadPRM, make_toy
 
@@ -68,6 +86,51 @@ def main(argv=None) -> int:
               "rejected by pip >= 24.1. No Betty ratio.")
     else:  # pragma: no cover - not installable on this machine
         print("betty-ml imports, but a Betty port of this problem is not included; no Betty ratio.")
+    return 0
+
+
+def chain_text(n: int) -> str:
+    return "".join(f"Step {k}: x={k}\n" for k in range(1, n + 1)) + "Final answer: 1"
+
+
+def _memory_child(prm_dir: str, n: int, budget: int | None) -> int:
+    from rewardkit import get_reward
+
+    kw = {} if budget is None else {"max_batch_tokens": budget}
+    reward = get_reward("dreamprm.prm", model=prm_dir, **kw)
+    text = chain_text(n)
+    t0 = time.perf_counter()
+    value = reward(["Compute x."], [text])[0]
+    prm = reward.scorer.prm
+    shapes = getattr(prm, "forward_shapes", [])
+    print(json.dumps({"steps": n, "chars": len(text), "value": value, "seconds": time.perf_counter() - t0,
+                      "forwards": len(shapes), "max_tokens_per_forward": max((r * w for r, w in shapes), default=None),
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    return 0
+
+
+def _memory(args) -> int:
+    from rewardkit_dreamprm import ValueHeadPRM
+
+    from rewardkit.testing import tiny_model_dir
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        ValueHeadPRM.from_pretrained(tiny_model_dir("causal_lm")).save_pretrained(tmp)
+        for n in args.prm_memory:
+            cmd = [sys.executable, __file__, "--threads", str(args.threads), "--_child", tmp, str(n)]
+            if args.max_batch_tokens is not None:
+                cmd += ["--max-batch-tokens", str(args.max_batch_tokens)]
+            run = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+            lines = [ln for ln in run.stdout.splitlines() if ln.startswith("{")]
+            if run.returncode != 0 or not lines:
+                tail = (run.stderr.strip().splitlines() or ["?"])[-1]
+                print(f"{n:5d} steps: FAILED (exit {run.returncode}): {tail}")
+                continue
+            r = json.loads(lines[-1])
+            print(f"{n:5d} steps ({r['chars']:6d} chars): peak RSS {r['peak_rss_mb']:8.0f} MB, "
+                  f"{r['forwards']} forwards, largest {r['max_tokens_per_forward']} padded tokens, "
+                  f"{r['seconds']:.1f} s")
     return 0
 
 

@@ -53,8 +53,9 @@ def load_v1_train(path_or_rows, *, question_key: str = "input", prefix_key: str 
             y = float(r["score"]) / float(r["times"])
         else:
             raise ValueError(f"train item {r.get('id', k)}: needs 'accuracy' or 'score'/'times'")
+        # the PRM sees the official ``add`` text as is, trailing whitespace included
         chain = Chain(question=str(r[question_key]), response=prefix, spans=[(0, len(prefix.rstrip()))],
-                      image=_image(r))
+                      image=_image(r), prefix_ends=[len(prefix)])
         sid = r.get("sid", "")
         out.append(LowerExample(chain=chain, labels=[y], domain=str(r.get("dataset", "default")),
                                 id=f"{r.get('id', k)}-{sid}" if sid != "" else str(r.get("id", k))))

@@ -30,6 +30,7 @@ DEFAULT_SYSTEM_PROMPT = ("You check solutions one step at a time. After each ste
                          "character: + when the step is correct, - when it is wrong.")
 QUESTION_HEADER = "### Question:\n"
 LOGODDS_EPS = 1e-6
+DEFAULT_MAX_BATCH_TOKENS = 32768  # padded tokens per scoring forward (rows x longest row)
 
 
 class EncodingError(ValueError):
@@ -82,6 +83,8 @@ class _PRMBase(nn.Module):
                 raise ValueError("the tokenizer has neither a pad nor an eos token")
             tokenizer.pad_token = tokenizer.eos_token
         self.truncated = 0
+        self.forwards = 0
+        self.forward_shapes: list[tuple[int, int]] = []  # (rows, width) of recent scoring forwards
 
     @property
     def device(self) -> torch.device:
@@ -108,19 +111,57 @@ class _PRMBase(nn.Module):
         raw = fwd(**tensors)
         return StepOutputs(self.variant, raw, enc["owner"], enc["step"])
 
+    def score_units(self, chain: Chain) -> list[tuple[list[int], list[int], list[int]]]:
+        """The rows one chain is scored with: ``(token ids, slot positions, step indices)`` each."""
+        raise NotImplementedError
+
+    def collate(self, rows: Sequence[tuple[list[int], list[int]]]) -> dict[str, Any]:
+        """Forward tensors for rows of ``(token ids, slot positions)``."""
+        raise NotImplementedError
+
     @torch.no_grad()
-    def score_chains(self, chains: Sequence[Chain], batch_size: int = 16) -> list[list[float]]:
-        """p(step is good) for every step of every chain (no gradients); a chain without steps
-        gets ``[]``."""
-        out: list[list[float]] = [[] for _ in chains]
-        todo = [i for i, c in enumerate(chains) if len(c) > 0]
-        unit = 1
-        for start in range(0, len(todo), max(1, batch_size // unit)):
-            idx = todo[start:start + max(1, batch_size // unit)]
-            enc = self.encode([chains[i] for i in idx])
-            probs = self.outputs(enc).probs().float().cpu()
-            for k, (owner, step) in enumerate(zip(enc["owner"], enc["step"])):
-                out[idx[owner]].append((step, float(probs[k])))
+    def score_chains(self, chains: Sequence[Chain], batch_size: int = 16,
+                     max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS) -> list[list[float]]:
+        """p(step is good) for every step of every chain (no gradients); a chain without steps gets ``[]``.
+
+        Rows (v1: one per step prefix; 1.5: one per chain) are encoded one chain at a time and
+        packed in order into forwards of at most ``batch_size`` rows and ``max_batch_tokens``
+        padded tokens (rows x longest row; a single longer row runs alone), so peak memory follows
+        the budget, not steps x length. Each row is scored as it would be alone (left padding and
+        the attention mask keep rows independent).
+        """
+        out: list[list[tuple[int, float]]] = [[] for _ in chains]
+        pending: list[tuple[int, list[int], list[int], list[int]]] = []  # (chain, ids, slots, steps)
+        width = 0
+
+        def flush() -> None:
+            nonlocal width
+            if not pending:
+                return
+            enc = self.collate([(ids, slots) for _, ids, slots, _ in pending])
+            self.forwards += 1
+            self.forward_shapes = [*self.forward_shapes[-999:], tuple(enc["input_ids"].shape)]
+            probs = self.outputs(enc).probs().float().cpu().tolist()
+            k = 0
+            for c, _, _, steps in pending:
+                for step in steps:
+                    out[c].append((step, probs[k]))
+                    k += 1
+            pending.clear()
+            width = 0
+
+        for c, chain in enumerate(chains):
+            if len(chain) == 0:
+                continue
+            for ids, slots, steps in self.score_units(chain):
+                w = max(width, len(ids))
+                over = max_batch_tokens is not None and w * (len(pending) + 1) > max_batch_tokens
+                if pending and (len(pending) >= batch_size or over):
+                    flush()
+                    w = len(ids)
+                pending.append((c, ids, slots, steps))
+                width = w
+        flush()
         return [[p for _, p in sorted(o)] for o in out]
 
 
@@ -149,7 +190,7 @@ class ValueHeadPRM(_PRMBase):
 
             head_file = os.path.join(str(model), "dreamprm_head.pt")
             if os.path.exists(head_file):
-                prm.head.load_state_dict(torch.load(head_file, map_location="cpu"))
+                prm.head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
         return prm
 
     def save_pretrained(self, path: str) -> None:
@@ -165,16 +206,27 @@ class ValueHeadPRM(_PRMBase):
     def prefix_text(self, chain: Chain, i: int) -> str:
         return self._chat([{"role": "user", "content": chain.question + self.question_sep + chain.prefix(i)}], True)
 
+    def prefix_ids(self, chain: Chain, i: int) -> list[int]:
+        ids = self.tokenizer(self.prefix_text(chain, i), add_special_tokens=False)["input_ids"]
+        if len(ids) > self.max_length:
+            ids = ids[-self.max_length:]  # keep the end: the scored token is the last one
+            self.truncated += 1
+        return ids
+
+    def score_units(self, chain):
+        return [(self.prefix_ids(chain, i), [], [i]) for i in range(len(chain))]
+
+    def collate(self, rows):
+        ids, mask, _ = _pad_left([r for r, _ in rows], self.tokenizer.pad_token_id)
+        n = len(rows)
+        return {"input_ids": ids, "attention_mask": mask, "owner": list(range(n)), "step": [0] * n}
+
     def encode(self, chains, steps=None, labels=None):
         rows, owner, step_idx, targets = [], [], [], []
         for c, chain in enumerate(chains):
             which = range(len(chain)) if steps is None else steps[c]
             for i in which:
-                ids = self.tokenizer(self.prefix_text(chain, i), add_special_tokens=False)["input_ids"]
-                if len(ids) > self.max_length:
-                    ids = ids[-self.max_length:]  # keep the end: the scored token is the last one
-                    self.truncated += 1
-                rows.append(ids)
+                rows.append(self.prefix_ids(chain, i))
                 owner.append(c)
                 step_idx.append(i)
                 if labels is not None:
@@ -275,6 +327,18 @@ class GenerativePRM(_PRMBase):
             positions = [p - cut for p in positions]
             self.truncated += 1
         return ids, positions
+
+    def score_units(self, chain):
+        ids, pos = self._encode_one(chain, None)
+        return [(ids, pos, list(range(len(chain))))]
+
+    def collate(self, rows):
+        ids, mask, offs = _pad_left([r for r, _ in rows], self.tokenizer.pad_token_id)
+        slots = [(r, p + offs[r]) for r, (_, pos) in enumerate(rows) for p in pos]
+        return {"input_ids": ids, "attention_mask": mask,
+                "slot_rows": torch.tensor([r for r, _ in slots], dtype=torch.long),
+                "slot_pos": torch.tensor([p for _, p in slots], dtype=torch.long),
+                "owner": [r for r, _ in slots], "step": [0] * len(slots)}
 
     def encode(self, chains, steps=None, labels=None):
         rows, slots, owner, step_idx, targets = [], [], [], [], []

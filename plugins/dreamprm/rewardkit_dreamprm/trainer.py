@@ -35,10 +35,12 @@ from torch import nn
 
 from rewardkit_dreamprm.models import StepOutputs, _PRMBase
 from rewardkit_dreamprm.objectives import lower_losses, meta_losses
+from rewardkit_dreamprm.optim import ADAM_IMPLS, SCHEDULES, make_adamw, make_scheduler
+from rewardkit_dreamprm.state_io import load_state, save_state
 from rewardkit_dreamprm.steps import Chain
 from rewardkit_dreamprm.weights import DomainWeights, InstanceNet, InstanceTable, UniformWeights
 
-STATE_FILE = "dreamprm_state.pt"
+STATE_STEM = "dreamprm_state"  # dreamprm_state.json + dreamprm_state.pt (tensors only), see state_io
 
 
 @dataclass
@@ -85,8 +87,10 @@ class DreamPRMConfig:
     instance_net_detach: bool = False     # official: the net's features keep their graph into φ
     lr: float = 5e-7
     weight_decay: float = 0.0             # v1 passes no weight decay to the lower AdamW
-    adam_eps: float = 1e-6                # transformers.AdamW's default eps, used by the official code
+    adam_eps: float = 1e-6                # transformers.AdamW's default eps, used by both official trainers
+    adam_impl: str = "transformers"       # "transformers" (official: optim.LegacyAdamW) | "torch" (torch.optim.AdamW)
     lr_scheduler: str = "step"            # "step" (v1: StepLR 5000, 0.5) | "cosine" (1.5, warm-up) | "constant"
+    meta_lr_scheduler: str = "constant"   # v1: none; 1.5: "cosine" (same warm-up/horizon, stepped per upper step)
     step_size: int = 5000
     gamma: float = 0.5
     warmup_ratio: float = 0.05
@@ -111,9 +115,12 @@ class DreamPRMConfig:
 
     @classmethod
     def v15(cls, **overrides: Any) -> DreamPRMConfig:
-        base = dict(variant="1.5", weighting="instance_table", lr=5e-5, weight_decay=0.01, adam_eps=1e-8,
-                    lr_scheduler="cosine", max_grad_norm=1.0, meta_lr=5e-3, meta_weight_decay=1e-3,
-                    meta_max_grad_norm=1.0, unroll_steps=1, max_steps=100_000)
+        """DreamPRM-1.5's official values (main_table.py + run_table.sh): transformers' AdamW (eps 1e-6)
+        at both levels, cosine with 5% warm-up at both levels, grad-clip 1.0 at both levels."""
+        base = dict(variant="1.5", weighting="instance_table", lr=5e-5, weight_decay=0.01, adam_eps=1e-6,
+                    adam_impl="transformers", lr_scheduler="cosine", meta_lr_scheduler="cosine", max_grad_norm=1.0,
+                    meta_lr=5e-3, meta_weight_decay=1e-3, meta_max_grad_norm=1.0, unroll_steps=1,
+                    max_steps=100_000)
         base.update(overrides)
         return cls(**base)
 
@@ -136,6 +143,28 @@ class DreamPRMConfig:
             raise ValueError(f"hypergradient must be 'darts' or 'exact', got {self.hypergradient!r}")
         if self.batch_size < 1 or self.meta_batch_size < 1 or self.unroll_steps < 1:
             raise ValueError("batch sizes and unroll_steps must be >= 1")
+        if self.adam_impl not in ADAM_IMPLS:
+            raise ValueError(f"adam_impl must be one of {ADAM_IMPLS}, got {self.adam_impl!r}")
+        for kind in (self.lr_scheduler, self.meta_lr_scheduler):
+            if kind not in SCHEDULES:
+                raise ValueError(f"lr scheduler must be one of {SCHEDULES}, got {kind!r}")
+
+
+def level_optimizer(params: Sequence[torch.Tensor], config: DreamPRMConfig, level: str):
+    """(optimizer, lr scheduler) of one level, as the official code builds them: ``"lower"`` (the PRM:
+    ``lr``, ``weight_decay``, ``lr_scheduler``) or ``"meta"`` (the weights: ``meta_lr``,
+    ``meta_weight_decay``, ``meta_lr_scheduler``); both AdamW with ``adam_eps`` / ``adam_impl``, both
+    schedules over ``max_steps`` (the official meta schedule counts upper steps against the lower horizon)."""
+    c = config
+    if level == "lower":
+        lr, wd, kind = c.lr, c.weight_decay, c.lr_scheduler
+    elif level == "meta":
+        lr, wd, kind = c.meta_lr, c.meta_weight_decay, c.meta_lr_scheduler
+    else:
+        raise ValueError(f"level must be 'lower' or 'meta', got {level!r}")
+    opt = make_adamw(params, lr=lr, eps=c.adam_eps, weight_decay=wd, impl=c.adam_impl)
+    return opt, make_scheduler(opt, kind, total=c.max_steps, warmup_ratio=c.warmup_ratio, step_size=c.step_size,
+                               gamma=c.gamma)
 
 
 class _Cursor:
@@ -210,9 +239,8 @@ class DreamPRMTrainer:
         self.prm = prm
         self.weights = self._build_weights()
         self._check_zero3()
-        self.optimizer = torch.optim.AdamW([p for p in prm.parameters() if p.requires_grad], lr=self.config.lr,
-                                           eps=self.config.adam_eps, weight_decay=self.config.weight_decay)
-        self.scheduler = self._build_scheduler(self.optimizer)
+        self.optimizer, self.scheduler = level_optimizer([p for p in prm.parameters() if p.requires_grad],
+                                                         self.config, "lower")
         ds = self._deepspeed_config()
         if ds is not None:
             ds["train_micro_batch_size_per_gpu"] = self.config.batch_size
@@ -221,8 +249,9 @@ class DreamPRMTrainer:
         self.model, self.optimizer = accelerator.prepare(prm, self.optimizer)
         self.weights.to(accelerator.device)
         params = list(self.weights.parameters())
-        self.meta_optimizer = (torch.optim.AdamW(params, lr=self.config.meta_lr, eps=self.config.adam_eps,
-                                                 weight_decay=self.config.meta_weight_decay) if params else None)
+        # the official upper problem has its own scheduler, stepped once per upper step
+        self.meta_optimizer, self.meta_scheduler = (level_optimizer(params, self.config, "meta") if params
+                                                    else (None, None))
         rank, world = _rank_world(accelerator)
         self.train_cursor = _Cursor(len(self.train_data), self.config.batch_size, self.config.seed, rank, world)
         self._rank_world = (rank, world)
@@ -260,24 +289,6 @@ class DreamPRMTrainer:
         if c.weighting == "instance_net":
             return InstanceNet(hidden=c.instance_net_hidden)
         return UniformWeights(domains)
-
-    def _build_scheduler(self, opt):
-        c = self.config
-        if c.lr_scheduler == "step":
-            return torch.optim.lr_scheduler.StepLR(opt, step_size=c.step_size, gamma=c.gamma)
-        if c.lr_scheduler == "cosine":
-            warm = max(1, int(c.warmup_ratio * c.max_steps))
-
-            def f(step: int) -> float:
-                if step < warm:
-                    return (step + 1) / warm
-                prog = (step - warm) / max(1, c.max_steps - warm)
-                return 0.5 * (1 + math.cos(math.pi * min(1.0, prog)))
-
-            return torch.optim.lr_scheduler.LambdaLR(opt, f)
-        if c.lr_scheduler == "constant":
-            return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-        raise ValueError(f"unknown lr_scheduler {c.lr_scheduler!r}")
 
     def _deepspeed_config(self) -> dict[str, Any] | None:
         plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
@@ -463,6 +474,7 @@ class DreamPRMTrainer:
         if self.config.meta_max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.weights.parameters(), self.config.meta_max_grad_norm)
         self.meta_optimizer.step()
+        self.meta_scheduler.step()
         self.meta_optimizer.zero_grad(set_to_none=True)
         self.upper_step_count += 1
         self.timings["upper"].append(time.perf_counter() - t0)
@@ -520,6 +532,7 @@ class DreamPRMTrainer:
             "weight_kind": getattr(self.weights, "kind", ""),
             "meta_optimizer": None if self.meta_optimizer is None else self.meta_optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "meta_scheduler": None if self.meta_scheduler is None else self.meta_scheduler.state_dict(),
             "global_step": self.global_step,
             "upper_step_count": self.upper_step_count,
             "train_pos": self.train_cursor.pos,
@@ -537,6 +550,8 @@ class DreamPRMTrainer:
         if self.meta_optimizer is not None and state["meta_optimizer"] is not None:
             self.meta_optimizer.load_state_dict(state["meta_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.meta_scheduler is not None and state.get("meta_scheduler") is not None:
+            self.meta_scheduler.load_state_dict(state["meta_scheduler"])
         self.global_step = state["global_step"]
         self.upper_step_count = state["upper_step_count"]
         self.train_cursor.pos = state["train_pos"]
@@ -545,13 +560,13 @@ class DreamPRMTrainer:
         self.history = list(state["history"])
 
     def save_checkpoint(self, path: str) -> str:
-        """PRM + lower optimizer via ``accelerator.save_state`` (DeepSpeed-aware), the rest in
-        ``dreamprm_state.pt``, and the weight table as JSON for people."""
+        """PRM + lower optimizer via ``accelerator.save_state`` (DeepSpeed-aware), the rest as
+        ``dreamprm_state.json`` + tensors-only ``dreamprm_state.pt``, the weight table as JSON for people."""
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(path)
         if self.is_main_process:
             state = self.state_dict()
-            torch.save(state, os.path.join(path, STATE_FILE))
+            save_state(os.path.join(path, STATE_STEM), state)
             with open(os.path.join(path, "domain_weights.json"), "w") as fh:
                 json.dump({"step": self.global_step, "weights": state["weight_table"]}, fh, indent=2)
         self.accelerator.wait_for_everyone()
@@ -559,4 +574,4 @@ class DreamPRMTrainer:
 
     def load_checkpoint(self, path: str) -> None:
         self.accelerator.load_state(path)
-        self.load_state_dict(torch.load(os.path.join(path, STATE_FILE), weights_only=False))
+        self.load_state_dict(load_state(os.path.join(path, STATE_STEM)))

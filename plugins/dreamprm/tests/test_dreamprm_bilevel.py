@@ -114,3 +114,37 @@ def test_empty_meta_chain_is_refused():
 def test_zero3_is_refused_clearly():
     assert "ZeRO-3" in open(os.path.join(os.path.dirname(__import__("rewardkit_dreamprm").__file__),
                                          "trainer.py")).read()
+
+
+class _Payload:
+    """Unpickling this creates a file: what a tampered checkpoint would do with a plain torch.load."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_checkpoint_state_is_json_plus_tensors_and_a_crafted_pickle_is_refused(tmp_path):
+    import pickle
+
+    toy = small_toy()
+    tr = trainer(v1_prm(), toy, unroll_steps=1, output_dir=str(tmp_path), save_steps=1)
+    tr.train(max_steps=1)
+    ckpt = tmp_path / "checkpoint-1"
+    state = json.loads((ckpt / "dreamprm_state.json").read_text())
+    assert state["global_step"] == 1 and state["upper_step_count"] == 1
+    tensors = torch.load(ckpt / "dreamprm_state.pt", weights_only=True)
+    assert tensors and all(isinstance(t, torch.Tensor) for t in tensors.values())
+    # a clean resume works
+    again = trainer(v1_prm(seed=5), toy, unroll_steps=1)
+    again.load_checkpoint(str(ckpt))
+    assert again.global_step == 1 and torch.equal(again.weights.raw, tr.weights.raw)
+    # a payload that runs code on unpickling is refused, and did not run
+    marker = tmp_path / "pwned"
+    torch.save({"t0": _Payload(str(marker))}, ckpt / "dreamprm_state.pt")
+    fresh = trainer(v1_prm(seed=6), toy, unroll_steps=1)
+    with pytest.raises(pickle.UnpicklingError):
+        fresh.load_checkpoint(str(ckpt))
+    assert not marker.exists()

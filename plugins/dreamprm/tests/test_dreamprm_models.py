@@ -100,3 +100,41 @@ def test_truncation_keeps_the_scored_end():
     long = Chain.from_steps("word " * 200, ["Step 1: 2 + 2 = 4."])
     s = prm.score_chains([long])
     assert len(s[0]) == 1 and prm.truncated == 1
+
+
+def _long_chain(n: int) -> Chain:
+    return make_chain("Compute x.", "".join(f"Step {k}: x={k}\n" for k in range(1, n + 1)) + "Final answer: 1")
+
+
+@pytest.mark.parametrize("make", [v1_prm, gen_prm])
+def test_token_budget_chunks_forwards_and_keeps_the_scores(make):
+    """Scores under a small token budget equal the scores of one unbounded forward, and no forward
+    holding more than one row exceeds the budget."""
+    prm = make().eval()
+    chains = [_long_chain(12), CHAINS[0], _long_chain(5)]
+    prm.forward_shapes = []
+    whole = prm.score_chains(chains, batch_size=10**6, max_batch_tokens=None)
+    assert len(prm.forward_shapes) == 1
+    prm.forward_shapes = []
+    budget = 400
+    chunked = prm.score_chains(chains, batch_size=10**6, max_batch_tokens=budget)
+    assert len(prm.forward_shapes) > 1
+    for rows, width in prm.forward_shapes:
+        assert rows * width <= budget or rows == 1
+    for a, b in zip(chunked, whole):
+        assert a == pytest.approx(b, abs=1e-6)
+    assert [len(s) for s in chunked] == [12, 2, 5]
+
+
+def test_long_chain_is_scored_within_the_token_budget():
+    """A 200-step chain (the issue's 2.8 KB / 200-line case went into one forward of 200 prefixes):
+    every forward stays within the budget, and every step gets a score."""
+    prm = v1_prm().eval()
+    chain = _long_chain(200)
+    prm.forward_shapes = []
+    budget = 8192
+    scores = prm.score_chains([chain], batch_size=64, max_batch_tokens=budget)[0]
+    assert len(scores) == 200 and all(0.0 < p < 1.0 for p in scores)
+    longest = len(prm.prefix_ids(chain, 199))
+    assert max(r * w for r, w in prm.forward_shapes) <= max(budget, longest)
+    assert sum(r for r, _ in prm.forward_shapes) == 200 and len(prm.forward_shapes) > 3

@@ -9,6 +9,7 @@ import pickle
 import pytest
 import torch
 from _dreamprm_util import small_toy, v1_prm
+from rewardkit_dreamprm import make_chain
 
 from rewardkit import get_hook, get_reward
 from rewardkit.reducers import logodds
@@ -38,9 +39,10 @@ def test_registered_reward_mean_logodds_by_hand(saved_prm, log_capture):
     assert RESP[0][steps[0].spans[-1][0]:steps[0].spans[-1][1]] == "Step 2: 5 + 4 = 9."
     for v, s in zip(vals[:2], steps[:2]):
         assert v == pytest.approx(sum(logodds(p) for p in s.scores) / len(s.scores), rel=1e-6)
-    # same numbers as the model scored directly
-    direct = r.scorer.prm.score_chains([__import__("rewardkit_dreamprm").Chain.from_steps(
-        "Compute 2 + 3 + 4.", ["Step 1: 2 + 3 = 5.", "Step 2: 5 + 4 = 9."])])[0]
+    # same numbers as the model scoring the completion's own prefixes directly (whitespace kept)
+    chain = make_chain("Compute 2 + 3 + 4.", RESP[0])
+    assert [chain.prefix(i) for i in range(2)] == ["Step 1: 2 + 3 = 5.\n", "Step 1: 2 + 3 = 5.\nStep 2: 5 + 4 = 9.\n"]
+    direct = r.scorer.prm.score_chains([chain])[0]
     assert steps[0].scores == pytest.approx(direct, abs=1e-6)
     # pickles without the model, reloads lazily
     again = pickle.loads(pickle.dumps(r))
@@ -114,6 +116,11 @@ def test_grpo_run_with_reward_and_bilevel_hook_resumes(tmp_path, tiny_model_path
     reward2 = get_reward("dreamprm.prm", model=str(saved_prm))
     trainer2 = build_trainer(GRPOTrainer, hooks=[hook2], model=str(tiny_model_path), reward_funcs=[reward2],
                              args=args, train_dataset=tiny_prompt_dataset(8))
+    # the hook's state holds only tensors and plain containers: loadable without unpickling code
+    from rewardkit.trl import HOOK_STATE_FILE
+
+    safe = torch.load(tmp_path / "run" / "checkpoint-2" / HOOK_STATE_FILE, weights_only=True)
+    assert safe["dreamprm.bilevel"]["bilevel"]["global_step"] == 4
     assert load_hook_state([hook2], str(tmp_path / "run" / "checkpoint-2"))
     assert hook2.bilevel.weight_table() == pytest.approx(table)
     assert hook2.bilevel.global_step == 4

@@ -12,9 +12,10 @@ def test_v1_template_prefixes_and_final_answer_not_scored():
     text = "Let me think.\nStep 1: 2 + 3 = 5.\nStep 2: 5 * 2 = 10.\nFinal answer: 10"
     chain = make_chain("Q", text)
     assert chain.steps == ["Step 1: 2 + 3 = 5.", "Step 2: 5 * 2 = 10."]
-    # prefix i is the text before "Step i+1" (preamble included), the last one stops before "Final answer"
-    assert chain.prefix(0) == "Let me think.\nStep 1: 2 + 3 = 5."
-    assert chain.prefix(1) == "Let me think.\nStep 1: 2 + 3 = 5.\nStep 2: 5 * 2 = 10."
+    # prefix i is the text before "Step i+1" (preamble and whitespace included), the last one stops
+    # before "Final answer"
+    assert chain.prefix(0) == "Let me think.\nStep 1: 2 + 3 = 5.\n"
+    assert chain.prefix(1) == "Let me think.\nStep 1: 2 + 3 = 5.\nStep 2: 5 * 2 = 10.\n"
     assert chain.final_answer == "Final answer: 10"
     # 1.5 appends the final answer as the last step
     assert make_chain("Q", text, final_answer_step=True).steps[-1] == "Final answer: 10"
@@ -70,3 +71,42 @@ def test_spans_are_exact_and_ordered(parts):
     for (a, b), s in zip(chain.spans, chain.steps):
         assert last <= a < b <= len(text) and text[a:b] == s and s == s.strip()
         last = b
+
+
+def test_one_line_headers_and_final_answer_are_split():
+    text = "Step 1: a = 2. Step 2: b = 3. Final answer: 5"
+    chain = make_chain("Q", text)
+    assert chain.steps == ["Step 1: a = 2.", "Step 2: b = 3."]
+    assert chain.final_answer == "Final answer: 5"
+    assert [chain.prefix(i) for i in range(2)] == ["Step 1: a = 2. ", "Step 1: a = 2. Step 2: b = 3. "]
+
+
+@pytest.mark.parametrize("text", [
+    "Step 1: a = 2.\nStep 2: b = 3, so the final answer: 5",
+    "**Step 1:** a = 2. **Step 2:** b = 3. **Final answer:** 5",
+    "Step 1: a\nFinal answer: 5\nStep 2: checking again",
+    "1. a = 2\n2. b = 3. Final answer: 5",
+])
+def test_final_answer_is_never_inside_a_scored_step_or_prefix(text):
+    from rewardkit_dreamprm.reward import v1_chain
+
+    for chain in (make_chain("Q", text, "dreamprm"), make_chain("Q", text, "heuristic"), v1_chain("Q", text)):
+        assert len(chain) >= 1 or "Step" not in text
+        for i in range(len(chain)):
+            assert "answer:" not in chain.steps[i].lower()
+            assert "answer:" not in chain.prefix(i).lower()
+
+
+def test_default_keeps_whitespace_and_preamble_and_scores_the_last_step_without_final_answer():
+    text = "Let me see.\n\nStep 1: a = 2.\n\nStep 2: b = 3.\n\n"
+    chain = make_chain("Q", text)
+    assert [chain.prefix(i) for i in range(2)] == ["Let me see.\n\nStep 1: a = 2.\n\n",
+                                                   "Let me see.\n\nStep 1: a = 2.\n\nStep 2: b = 3."]
+    # the released split scores only the first step here (no "Final answer")
+    official = make_chain("Q", text, "official")
+    assert [official.prefix(i) for i in range(len(official))] == ["Let me see.\n\nStep 1: a = 2.\n\n"]
+
+
+def test_inline_step_mention_is_not_a_header():
+    text = "Step 1: as in step 2 we add.\nStep 2: add.\nFinal answer: 5"
+    assert make_chain("Q", text).steps == ["Step 1: as in step 2 we add.", "Step 2: add."]
