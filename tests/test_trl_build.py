@@ -176,7 +176,7 @@ def test_hook_state_round_trips_exactly_without_pickle(tmp_path):
     fresh.load_state_dict(back["h"]["optimizer"])  # the optimizer accepts what comes back
 
 
-@pytest.mark.parametrize("bad,where", [({"seen": {1, 2}}, r"state_dict\(\)\['seen'\] is a builtins.set"),
+@pytest.mark.parametrize("bad,where", [({"seen": {1, 2}}, r"state_dict\(\)\['h'\]\['seen'\] is a builtins.set"),
                                        ({"g": [torch.Generator()]}, r"\['g'\]\[0\] is a torch.*get_state"),
                                        ({"f": open}, "builtin_function"),
                                        ({"a": "numpy string array"}, None)])

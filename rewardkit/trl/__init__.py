@@ -15,6 +15,8 @@ _LAZY = {
     "HOOK_STATE_FILE": "rewardkit.trl.build",
     "HookStateError": "rewardkit.trl.build",
     "read_hook_state": "rewardkit.trl.build",
+    "save_state": "rewardkit.trl.hook_state",
+    "load_state": "rewardkit.trl.hook_state",
     "TRLCompatError": "rewardkit.trl.build",
     "build_trainer": "rewardkit.trl.build",
     "check_trl_compat": "rewardkit.trl.build",

@@ -127,16 +127,40 @@ def _atomic_write(path: str, write) -> None:
         raise
 
 
-def save_hook_state(states: dict[str, dict[str, Any]], directory: str) -> None:
-    """Write ``{hook name: state_dict}`` into ``directory`` (the JSON last: it marks a complete save)."""
+def save_state(state: Any, json_path: str, tensors_path: str, *, what: str = "state") -> None:
+    """Write ``state`` as JSON plus a tensors-only file, each atomically (the JSON last: it marks a
+    complete save). Any checkpointed state of the types above goes this way, not through pickle."""
     import torch
 
     enc = _Encoder()
-    body = {name: enc.encode(state, f"hook {name!r}: state_dict()") for name, state in states.items()}
-    text = json.dumps({"format": FORMAT, "version": VERSION, "hooks": body}, allow_nan=False)
-    os.makedirs(directory, exist_ok=True)
-    _atomic_write(os.path.join(directory, HOOK_TENSORS_FILE), lambda p: torch.save(enc.tensors, p))
-    _atomic_write(os.path.join(directory, HOOK_STATE_FILE), lambda p: _write_text(p, text))
+    body = enc.encode(state, what)
+    text = json.dumps({"format": FORMAT, "version": VERSION, "state": body}, allow_nan=False)
+    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+    _atomic_write(tensors_path, lambda p: torch.save(enc.tensors, p))
+    _atomic_write(json_path, lambda p: _write_text(p, text))
+
+
+def load_state(json_path: str, tensors_path: str) -> Any:
+    """Read what :func:`save_state` wrote; the tensors file is loaded with ``weights_only=True``."""
+    with open(json_path, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise HookStateError(f"{json_path} is not a rewardkit state file")
+    if doc.get("version") != VERSION:
+        raise HookStateError(f"{json_path} has version {doc.get('version')}; this rewardkit reads {VERSION}")
+    tensors = _weights_only_load(tensors_path) if os.path.exists(tensors_path) else {}
+    if not isinstance(tensors, dict):
+        raise HookStateError(f"{tensors_path} does not hold a dict of tensors")
+    try:
+        return _decode(doc["state"], tensors)
+    except KeyError as exc:
+        raise HookStateError(f"{json_path} refers to tensor {exc} missing from {tensors_path}") from None
+
+
+def save_hook_state(states: dict[str, dict[str, Any]], directory: str) -> None:
+    """Write ``{hook name: state_dict}`` into ``directory``."""
+    save_state(states, os.path.join(directory, HOOK_STATE_FILE), os.path.join(directory, HOOK_TENSORS_FILE),
+               what="hook state_dict()")
 
 
 def _weights_only_load(path: str) -> Any:
@@ -163,17 +187,4 @@ def read_hook_state(directory: str) -> dict[str, dict[str, Any]] | None:
         if not isinstance(saved, dict):
             raise HookStateError(f"{legacy} does not hold a dict of hook states")
         return saved
-    with open(json_path, encoding="utf-8") as fh:
-        doc = json.load(fh)
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise HookStateError(f"{json_path} is not a rewardkit hook-state file")
-    if doc.get("version") != VERSION:
-        raise HookStateError(f"{json_path} has version {doc.get('version')}; this rewardkit reads {VERSION}")
-    tensors_path = os.path.join(directory, HOOK_TENSORS_FILE)
-    tensors = _weights_only_load(tensors_path) if os.path.exists(tensors_path) else {}
-    if not isinstance(tensors, dict):
-        raise HookStateError(f"{tensors_path} does not hold a dict of tensors")
-    try:
-        return {name: _decode(state, tensors) for name, state in doc["hooks"].items()}
-    except KeyError as exc:
-        raise HookStateError(f"{json_path} refers to tensor {exc} missing from {tensors_path}") from None
+    return load_state(json_path, os.path.join(directory, HOOK_TENSORS_FILE))

@@ -33,14 +33,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from rewardkit.trl import load_state, save_state
 from rewardkit_dreamprm.models import StepOutputs, _PRMBase
 from rewardkit_dreamprm.objectives import lower_losses, meta_losses
 from rewardkit_dreamprm.optim import ADAM_IMPLS, SCHEDULES, make_adamw, make_scheduler
-from rewardkit_dreamprm.state_io import load_state, save_state
 from rewardkit_dreamprm.steps import Chain
 from rewardkit_dreamprm.weights import DomainWeights, InstanceNet, InstanceTable, UniformWeights
 
-STATE_STEM = "dreamprm_state"  # dreamprm_state.json + dreamprm_state.pt (tensors only), see state_io
+# the trainer state beside accelerate's: JSON + a tensors-only file (rewardkit.trl.save_state), never a pickle
+STATE_FILE, STATE_TENSORS_FILE = "dreamprm_state.json", "dreamprm_state.pt"
 
 
 @dataclass
@@ -566,7 +567,7 @@ class DreamPRMTrainer:
         self.accelerator.save_state(path)
         if self.is_main_process:
             state = self.state_dict()
-            save_state(os.path.join(path, STATE_STEM), state)
+            save_state(state, os.path.join(path, STATE_FILE), os.path.join(path, STATE_TENSORS_FILE))
             with open(os.path.join(path, "domain_weights.json"), "w") as fh:
                 json.dump({"step": self.global_step, "weights": state["weight_table"]}, fh, indent=2)
         self.accelerator.wait_for_everyone()
@@ -574,4 +575,4 @@ class DreamPRMTrainer:
 
     def load_checkpoint(self, path: str) -> None:
         self.accelerator.load_state(path)
-        self.load_state_dict(load_state(os.path.join(path, STATE_STEM)))
+        self.load_state_dict(load_state(os.path.join(path, STATE_FILE), os.path.join(path, STATE_TENSORS_FILE)))

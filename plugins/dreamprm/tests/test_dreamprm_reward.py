@@ -117,9 +117,9 @@ def test_grpo_run_with_reward_and_bilevel_hook_resumes(tmp_path, tiny_model_path
     trainer2 = build_trainer(GRPOTrainer, hooks=[hook2], model=str(tiny_model_path), reward_funcs=[reward2],
                              args=args, train_dataset=tiny_prompt_dataset(8))
     # the hook's state holds only tensors and plain containers: loadable without unpickling code
-    from rewardkit.trl import HOOK_STATE_FILE
+    from rewardkit.trl import read_hook_state
 
-    safe = torch.load(tmp_path / "run" / "checkpoint-2" / HOOK_STATE_FILE, weights_only=True)
+    safe = read_hook_state(str(tmp_path / "run" / "checkpoint-2"))
     assert safe["dreamprm.bilevel"]["bilevel"]["global_step"] == 4
     assert load_hook_state([hook2], str(tmp_path / "run" / "checkpoint-2"))
     assert hook2.bilevel.weight_table() == pytest.approx(table)
