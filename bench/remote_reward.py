@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from rewardkit.reward import Batch, Reward
+from rewardkit.testing import free_port, wait_for_health
 
 
 class TinyRMReward(Reward):
@@ -71,30 +71,17 @@ def serve_child(port: int, max_batch_rows: int) -> None:
     serve_forever(server, host="127.0.0.1", port=port, log_level="warning")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(max_batch_rows: int):
-    import httpx
-
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen([sys.executable, __file__, "--serve-child", str(port), str(max_batch_rows)], env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError("the benchmark server did not start")
+    try:
+        wait_for_health(url, proc, seconds=120)
+    except RuntimeError:
+        proc.kill()
+        raise
+    return proc, url
 
 
 def drive(url: str, prompts: list[str], completions: list[str], concurrency: int) -> dict:

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+from rewardkit.testing import free_port, wait_for_health
 
 TOKEN = "bench-token"
 
@@ -45,12 +46,6 @@ def serve_child(port: int) -> None:
 
         uvicorn.run(srv_mod.create_app(RewardServer(rewards, config)), host="127.0.0.1", port=port,
                     log_level="warning", access_log=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _peak_rss_mb(pid: int) -> tuple[float, float]:
@@ -81,23 +76,16 @@ def _tree_peaks(pid: int) -> dict[int, float]:
 
 
 def start() -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, __file__, "--serve-child", str(port)], env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError("the benchmark server did not start")
+    try:
+        wait_for_health(url, proc, seconds=120)
+    except RuntimeError:
+        proc.kill()
+        raise
+    return proc, url
 
 
 def make_jobs(n: int) -> list[dict]:

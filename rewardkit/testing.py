@@ -173,6 +173,38 @@ def tiny_prompt_dataset(n: int = 8, conversational: bool = False):
                               for r in rows])
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for loopback test servers)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_health(url: str, proc: Any = None, *, seconds: float = 90) -> None:
+    """Wait until ``GET url/health`` answers 200; fail early when the server process ``proc`` exits.
+
+    Raises ``RuntimeError`` with the process's output (when it was piped) on exit or time-out.
+    """
+    import time
+
+    import httpx
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read() if getattr(proc, "stdout", None) else ""
+            raise RuntimeError(f"the server at {url} exited with {proc.returncode} before answering:\n{out}")
+        time.sleep(0.2)
+    raise RuntimeError(f"the server at {url} did not answer /health within {seconds:.0f} s")
+
+
 class LogCapture:
     """Collects TRL ``log_metric`` / ``log_extra`` calls like the trainer would."""
 

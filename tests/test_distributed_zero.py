@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from rewardkit.testing import free_port
 
 pytestmark = pytest.mark.distributed
 
@@ -26,12 +27,6 @@ CONFIGS = ROOT / "examples" / "configs" / "accelerate"
 GEN = 4  # num_generations in the worker
 PER_RANK = 6  # per_device_train_batch_size in the worker
 WEIGHTS = {"boxed": 0.5, "textlen": 1.0, "prm": 1.0}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _bin(name: str) -> str:
@@ -57,7 +52,7 @@ def _launch(cmd: list[str], timeout: int = 420) -> None:
 
 def _accelerate(config: str, out: Path, *extra: str) -> list[str]:
     return [_bin("accelerate"), "launch", "--config_file", str(CONFIGS / config),
-            "--main_process_port", str(_free_port()), str(WORKER), "--out", str(out), *extra]
+            "--main_process_port", str(free_port()), str(WORKER), "--out", str(out), *extra]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -132,7 +127,7 @@ def test_launchers_give_two_cpu_processes(tmp_path):
     runs = {
         "ddp": _accelerate("ddp_cpu.yaml", tmp_path / "ddp", "--probe", "--use-cpu", "1"),
         # torchrun (what accelerate's multi-GPU launcher runs underneath), args without use_cpu
-        "torchrun_no_use_cpu": [_bin("torchrun"), "--nproc_per_node", "2", "--master_port", str(_free_port()),
+        "torchrun_no_use_cpu": [_bin("torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()),
                                 str(WORKER), "--out", str(tmp_path / "torchrun_no_use_cpu"), "--probe",
                                 "--use-cpu", "0"],
     }
@@ -200,7 +195,7 @@ def test_zero3_generative_prm_with_uneven_work_across_ranks(tmp_path):
         sys.path.remove(str(worker.parent))
     out = tmp_path / "gen"
     _launch([_bin("accelerate"), "launch", "--config_file", str(CONFIGS / "zero3_cpu.yaml"),
-             "--main_process_port", str(_free_port()), str(worker), "--out", str(out)])
+             "--main_process_port", str(free_port()), str(worker), "--out", str(out)])
     ranks = _ranks(out)
     path = str(tiny_model_dir("causal_lm"))
     local = PRMReward(PrefixScorer(path, head="lm", template=as_text, max_new_tokens=3, batch_size=1, max_batch_tokens=None,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,15 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rewardkit.testing import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "examples" / "configs" / "accelerate"
 NAMES = ("math.accuracy", "format.boxed", "prm.score")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run_main_job(tmp_path: Path, launch_config: str, max_steps: int, per_device: int, timeout: int) -> Path:
@@ -42,7 +37,7 @@ def _run_main_job(tmp_path: Path, launch_config: str, max_steps: int, per_device
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "TRL_EXPERIMENTAL_SILENCE": "1"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / launch_config),
-           "--main_process_port", str(_free_port()), str(ROOT / "examples/grpo_compose.py"), "--config", str(config)]
+           "--main_process_port", str(free_port()), str(ROOT / "examples/grpo_compose.py"), "--config", str(config)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
     except subprocess.TimeoutExpired as exc:

@@ -24,6 +24,7 @@ from rewardkit import get_reward
 from rewardkit.hookspecs import hookimpl
 from rewardkit.reward import Reward, Sample
 from rewardkit.serve import RemoteReward, RewardServer, ServerConfig, start_server
+from rewardkit.testing import free_port, wait_for_health
 
 TOKEN = "s3cret-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -109,27 +110,8 @@ def test_gil_holding_reward_gets_504_health_stays_up_and_worker_restarts(temp_pl
             os.kill(pid, 0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_up(url: str, proc: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.2)
-    raise AssertionError("server did not come up")
-
-
 def test_sigterm_ends_the_cli_server_while_a_reward_spins():
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
            "REWARDKIT_SERVE_TOKEN": TOKEN}
     proc = subprocess.Popen([sys.executable, "-m", "rewardkit.cli", "serve", "--plugin", "test_serve_reliability",
@@ -138,7 +120,7 @@ def test_sigterm_ends_the_cli_server_while_a_reward_spins():
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_up(url, proc)
+        wait_for_health(url, proc)
         worker = httpx.get(url + "/health", headers=AUTH).json()["workers"]["test.pathological"]["pid"]
         body = {"reward": "test.pathological", "prompts": ["p"], "completions": ["POW"]}
         threading.Thread(target=lambda: httpx.post(url + "/v1/score", json=body, headers=AUTH, timeout=30),
@@ -341,7 +323,7 @@ def test_a_crashing_worker_fails_its_request_and_is_replaced(server):
 
 
 def test_breaker_half_open_probe_recovers_soon_after_a_real_restart():
-    port = _free_port()
+    port = free_port()
     config = ServerConfig(workers="thread")
     client = RemoteReward(f"http://127.0.0.1:{port}", "len", retries=0, timeout=2, on_error="none",
                           breaker_threshold=2, breaker_reset_s=0.2, breaker_max_reset_s=0.8)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from rewardkit.serve import (
     ServerConfig,
     start_server,
 )
+from rewardkit.testing import free_port, wait_for_health
 
 
 class LengthPlusBonus(Reward):
@@ -168,14 +168,8 @@ def test_request_timeout_answers_504():
         assert h.server.batchers["slow"].stats.timeouts == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_circuit_breaker_opens_fails_fast_and_recovers():
-    port = _free_port()  # nothing listens here yet
+    port = free_port()  # nothing listens here yet
     url = f"http://127.0.0.1:{port}"
     r = RemoteReward(url, "len", retries=1, backoff_s=0.01, breaker_threshold=2, breaker_reset_s=0.5, timeout=2)
     for _ in range(2):
@@ -309,23 +303,14 @@ def test_remote_reward_in_a_real_grpo_run(server, tiny_model_path, tmp_path):
 
 
 def test_cli_serve_subprocess_and_lazy_imports(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "rewardkit.cli", "serve", "--reward", "format.boxed",
                              "--port", str(port), "--log-level", "warning"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise AssertionError(f"server did not come up:\n{proc.stdout.read() if proc.poll() is not None else ''}")
-            time.sleep(0.2)
+        wait_for_health(url, proc)
         assert RemoteReward(url, "format.boxed")(["p", "p"], ["\\boxed{1}", "none"]) == [1.0, 0.0]
     finally:
         proc.terminate()
