@@ -449,20 +449,25 @@ class CheckerPool:
                chunk: int, timeout: float) -> None:
         from multiprocessing.connection import wait
 
-        def feed(w: _Worker) -> None:
-            if w.ready and not w.queue and pending:
-                sent = [pending.popleft() for _ in range(min(chunk, len(pending)))]
-                w.queue.extend(sent)
-                w.since = time.monotonic()
-                # plain tuples: the worker loads this file by path, not as rewardkit.answer_check
-                w.send_conn.send([(i, astuple(jobs[i])) for i in sent])
-
         def requeue(w: _Worker) -> None:
             pending.extendleft(reversed(w.queue))
             w.queue.clear()
 
-        for w in workers:
-            feed(w)
+        def feed(k: int) -> None:
+            w = workers[k]
+            if w.ready and not w.queue and pending:
+                sent = [pending.popleft() for _ in range(min(chunk, len(pending)))]
+                w.queue.extend(sent)
+                w.since = time.monotonic()
+                try:
+                    # plain tuples: the worker loads this file by path, not as rewardkit.answer_check
+                    w.send_conn.send([(i, astuple(jobs[i])) for i in sent])
+                except OSError:  # it died while idle (killed from outside): nothing of this call lost
+                    requeue(w)
+                    workers[k] = self._replace(w)
+
+        for k in range(len(workers)):
+            feed(k)
         while pending or any(w.queue for w in workers):
             now = time.monotonic()
             limits = [(w.since + timeout) if w.ready else (w.started + START_TIMEOUT)
@@ -491,8 +496,8 @@ class CheckerPool:
                             index = w.queue.popleft()
                             out[index] = CheckFailed(f"checking worker died (exit code {w.proc.poll()})")
                         requeue(w)
-                        workers[k] = w = self._replace(w)
-                    feed(w)
+                        workers[k] = self._replace(w)
+                    feed(k)
                 elif w.ready and w.queue and now >= w.since + timeout:
                     out[w.queue.popleft()] = TIMEOUT
                     requeue(w)

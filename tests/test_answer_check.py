@@ -134,3 +134,15 @@ def test_pool_outcomes_and_dedupe():
 def test_config_is_checked():
     with pytest.raises(ValueError, match="timeout"):
         rewardkit.get_reward("math.accuracy", timeout=0)
+
+
+def test_a_worker_killed_from_outside_is_replaced(acc):
+    import signal
+
+    pids = worker_pids()
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    golds = [str(k) for k in range(6)]
+    assert acc(["q"] * 6, [f"\\boxed{{{g}}}" for g in golds], solution=golds) == [1.0] * 6

@@ -50,3 +50,27 @@ def test_one_sample_path_agrees_with_the_batch(acc, batch_values):
         got = acc.score(Sample(index=0, prompt="q", text=text, completion=text, completion_ids=None,
                                row={"solution": case["gold"]}))
         assert got == case["expected"], case["id"]
+
+
+def champ_answers() -> dict[str, str]:
+    champ = pytest.importorskip("champ_dataset")  # the dev extra installs it
+    return {k: p.answer for k, p in champ.load("v0").problems.items()}
+
+
+def test_champ_golds_in_the_table_are_real():
+    real = set(champ_answers().values())
+    used = [c["gold"] for c in CASES if c["source"].startswith("CHAMP")]
+    assert len(used) >= 20
+    assert set(used) <= real
+
+
+def test_every_champ_gold_reads_and_its_numbers_score(acc):
+    from rewardkit.answer_check import read_gold
+
+    answers = champ_answers()
+    assert all(read_gold(a) is not None for a in answers.values())
+    numbers = sorted({a for a in answers.values() if a.lstrip("-").isdigit()})
+    assert len(numbers) >= 30
+    golds = numbers * 2
+    completions = [f"\\boxed{{{n}}}" for n in numbers] + [f"\\boxed{{{int(n) + 1}}}" for n in numbers]
+    assert acc(["q"] * len(golds), completions, solution=golds) == [1.0] * len(numbers) + [0.0] * len(numbers)
