@@ -152,6 +152,14 @@ def _is_words(s: str) -> bool:
     return len(words) > 1 or len(words[0]) >= 3 or words[0] in ("no", "yes")
 
 
+def _is_prose(s: str) -> bool:
+    """Three or more words of three or more letters outside LaTeX commands and ``\\text{}``."""
+    bare = _TEXT_CMD.sub(" ", s)
+    bare = re.sub(r"\\[A-Za-z]+", " ", bare)
+    words = re.findall(r"(?<![A-Za-z])[A-Za-z]{3,}(?![A-Za-z])", bare)
+    return sum(w.lower() not in _MATH_WORDS for w in words) >= 3
+
+
 def _drop_prose(s: str) -> str:
     """``"98 values"`` -> ``"98"``, ``"0 is the only possible value"`` -> ``"0"``,
     ``"100 (i.e., all values)"`` -> ``"100"``: a number followed by words reads as the number."""
@@ -184,7 +192,12 @@ def read_bare(answer: str) -> Gold | None:
     if _is_words(plain):
         return Gold("text", (_plain_text(plain),))
     s = _APPROXIMATELY.sub("", s)
-    forms = tuple(math_form(part) for part in _EQUIVALENT.split(s) if part.strip())
+    parts = [part for part in _EQUIVALENT.split(s) if part.strip()]
+    if any(_is_prose(_drop_prose(part)) for part in parts):
+        # a sentence around the answer ("The limit exists and is equal to 3"): as LaTeX it is a
+        # product of letters; math-verify's text search finds the stated answer
+        return Gold("math", (answer.strip(),), prose=True)
+    forms = tuple(math_form(part) for part in parts)
     return Gold("math", forms) if forms else None
 
 
