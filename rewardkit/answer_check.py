@@ -90,7 +90,8 @@ _THIN_THOUSANDS = re.compile(r"(?<=\d)\\[,;: ](?=\d{3}(?!\d))")
 _MONEY = re.compile(r"(?<!\\)\$(?=\s*\d)")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _CHOICE = re.compile(r"^\(?\s*([A-Z])\s*\)?$")
-_CHOICE_LOOSE = re.compile(r"^\(?\s*([A-Za-z])\s*(?:\)|\.|:|$|\s)")
+# "C", "(C) 12", "C: 12"; a lower-case letter only alone ("(c)"), since "c = 5" names a variable
+_CHOICE_LOOSE = re.compile(r"^\(?\s*([A-Z])\s*(?:\)|\.|:|$|\s)|^\(?\s*([a-z])\s*\)?\.?$")
 _WORDS = re.compile(r"^[A-Za-z][A-Za-z'\- ]*$")
 _NUMBER_THEN_WORDS = re.compile(r"^([+-]?\d[\d,]*(?:\.\d+)?)\s+([A-Za-z][A-Za-z'\-., ]*)$")
 # words that are math, not prose, when they follow a number or stand alone
@@ -236,7 +237,7 @@ def choice_letter(answer: str) -> str | None:
     """The option letter an answer names: ``C``, ``(C)``, ``\\text{(C)}``, ``C) 12``, ``(c)``."""
     plain = _TEXT_CMD.sub(r"\1", answer).replace("$", "").strip()
     m = _CHOICE_LOOSE.match(plain)
-    return m.group(1).upper() if m else None
+    return (m.group(1) or m.group(2)).upper() if m else None
 
 
 @dataclass(frozen=True)
