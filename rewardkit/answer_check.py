@@ -71,7 +71,8 @@ def final_answer(text: str) -> str | None:
 class Gold:
     """A gold answer as it will be compared.
 
-    ``kind`` is ``"choice"`` (``forms[0]`` is the letter), ``"text"`` (``forms[0]`` is the
+    ``kind`` is ``"choice"`` (``forms[0]`` is the letter, ``forms[1:]`` the option's value when the
+    gold states it), ``"text"`` (``forms[0]`` is the
     normalised words) or ``"math"`` (``forms`` are strings for math-verify's ``parse``: bare
     answers already wrapped in ``\\boxed{}``; a correct prediction may equal any of them).
     ``prose`` marks one math form that is free text with ``$...$`` math for math-verify to search.
@@ -90,6 +91,7 @@ _THIN_THOUSANDS = re.compile(r"(?<=\d)\\[,;: ](?=\d{3}(?!\d))")
 _MONEY = re.compile(r"(?<!\\)\$(?=\s*\d)")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _CHOICE = re.compile(r"^\(?\s*([A-Z])\s*\)?$")
+_CHOICE_WITH_VALUE = re.compile(r"^\(([A-Z])\)\s*(\S.*)$")
 # "C", "(C) 12", "C: 12"; a lower-case letter only alone ("(c)"), since "c = 5" names a variable
 _CHOICE_LOOSE = re.compile(r"^\(?\s*([A-Z])\s*(?:\)|\.|:|$|\s)|^\(?\s*([a-z])\s*\)?\.?$")
 _WORDS = re.compile(r"^[A-Za-z][A-Za-z'\- ]*$")
@@ -190,6 +192,9 @@ def read_bare(answer: str) -> Gold | None:
     choice = _CHOICE.match(plain)
     if choice:
         return Gold("choice", (choice.group(1),))
+    with_value = _CHOICE_WITH_VALUE.match(plain)
+    if with_value:  # "\\textbf{(B) }5" (AMC): the letter, or the option's value
+        return Gold("choice", (with_value.group(1), math_form(with_value.group(2))))
     if _is_words(plain):
         return Gold("text", (_plain_text(plain),))
     s = _APPROXIMATELY.sub("", s)
@@ -256,7 +261,10 @@ def prepare(gold: Gold, text: str) -> Job | float:
     final = final_answer(text)
     if gold.kind == "choice":
         said = final if final is not None else _anchored(text)
-        return float(said is not None and choice_letter(said) == gold.forms[0])
+        letter = None if said is None else choice_letter(said)
+        if letter is None and said is not None and len(gold.forms) > 1:
+            return Job(gold.forms[1:], False, math_form(said), True)  # the option's value, no letter
+        return float(letter is not None and letter == gold.forms[0])
     if gold.kind == "text":
         said = final if final is not None else _anchored(text)
         return float(said is not None and _plain_text(_clean(said)) == gold.forms[0])
