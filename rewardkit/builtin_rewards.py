@@ -8,91 +8,85 @@
 
 from __future__ import annotations
 
-import logging
-import threading
 from typing import Any
 
+from rewardkit.answer_check import TIMEOUT, CheckFailed, Job, check_jobs, last_boxed, prepare, read_gold
 from rewardkit.hookspecs import hookimpl
 from rewardkit.reward import Batch, Reward, RewardInputError, Sample
 
-BOXED = "\\boxed{"
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last balanced ``\\boxed{...}``, or None when there is none."""
-    start = text.rfind(BOXED)
-    while start >= 0:
-        depth, i = 1, start + len(BOXED)
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            return text[start + len(BOXED): i - 1]
-        start = text.rfind(BOXED, 0, start)
-    return None
+__all__ = ["BoxedFormat", "MathAccuracy", "OverlongPenalty", "ThinkFormat", "has_boxed_answer", "last_boxed"]
 
 
 class MathAccuracy(Reward):
     """1.0 when the completion's final answer equals the gold answer under math-verify, else 0.0.
 
-    The prediction is read from the last ``answer_window`` characters (answers come last, and it
-    bounds math-verify's work on huge completions); ``\\boxed{}`` is tried first, then plain
-    expressions ("the answer is 42"). A missing or unparseable gold answer returns ``None``
-    (the row is skipped by TRL and counted under ``rewardkit/<name>/none``).
+    The gold answer may be written as any common dataset writes it (bare LaTeX, a GSM8K
+    ``#### 18`` solution, a solution with ``\\boxed{}``, a choice letter, ...: see
+    :func:`rewardkit.answer_check.read_gold`). The prediction is read from the last
+    ``answer_window`` characters after ``</think>``: its last ``\\boxed{}``, else what follows
+    ``####``, else a plain-text search ("the answer is 42").
+
+    Checks run in a shared pool of ``workers`` processes with ``timeout`` seconds per answer, so
+    no answer can hang the caller on any thread. ``None`` means the row does not apply: a missing
+    or unparseable gold answer (counted under ``rewardkit/<name>/none``) or a check past its
+    deadline (also counted under ``rewardkit/<name>/timeouts``).
     """
 
-    def __init__(self, *, gold_column: str = "solution", answer_window: int = 4096,
-                 think: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *, gold_column: str = "solution", answer_window: int = 4096, think: bool = True,
+                 timeout: float = 5.0, workers: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         self.gold_column = gold_column
         self.answer_window = answer_window
         self.think = think
+        self.timeout = timeout
+        self.workers = workers
 
-    def _timeouts(self) -> tuple[int | None, int | None]:
-        # math-verify times out with signal.alarm, which only works on the main thread
-        if threading.current_thread() is threading.main_thread():
-            return 10, 5
-        logging.getLogger("math_verify").setLevel(logging.ERROR)
-        return None, None
+    def _prepare_row(self, gold: Any, text: str) -> Job | float | None:
+        parsed = read_gold(gold)
+        if parsed is None:
+            return None
+        if self.think and "</think>" in text:
+            text = text.rsplit("</think>", 1)[1]
+        return prepare(parsed, text[-self.answer_window:])
+
+    def _check(self, jobs: list[Job]) -> list[Any]:
+        return check_jobs(jobs, timeout=self.timeout, workers=self.workers)
 
     def score_batch(self, batch: Batch) -> list[float | None]:
         if self.gold_column not in batch.columns:
             raise RewardInputError(
                 f"reward {self.name!r} needs the gold answers in a dataset column {self.gold_column!r}; "
                 f"columns passed: {sorted(batch.columns) or 'none'} (set gold_column=...)")
-        values = super().score_batch(batch)
+        golds = batch.columns[self.gold_column]
+        values = self.each_row(batch, lambda i: self._prepare_row(golds[i], batch.texts[i]))
+        rows = [i for i, v in enumerate(values) if isinstance(v, Job)]
+        for i, outcome in zip(rows, self._check([values[i] for i in rows])):
+            if outcome is TIMEOUT:
+                batch.counts["timeouts"] += 1
+                outcome = None
+            elif isinstance(outcome, CheckFailed):
+                outcome = self._swallow(outcome, 1, batch)
+            values[i] = outcome
         log_extra = batch.context.log_extra
         if log_extra is not None:
-            log_extra(f"{self.name}/gold", [str(g) for g in batch.columns[self.gold_column]])
+            log_extra(f"{self.name}/gold", [str(g) for g in golds])
         return values
 
     def score(self, sample: Sample) -> float | None:
-        from latex2sympy2_extended import NormalizationConfig
-        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
-
-        gold = sample.row[self.gold_column]
-        if gold is None or (isinstance(gold, str) and not gold.strip()):
+        """One sample, outside a reward call (plugins grading single answers). A check past its
+        deadline returns None and counts in ``self.counters["timeouts"]``."""
+        value = self._prepare_row(sample.row[self.gold_column], sample.text)
+        if not isinstance(value, Job):
+            return value
+        (outcome,) = self._check([value])
+        if outcome is TIMEOUT:
+            self.counters["timeouts"] += 1
             return None
-        parse_timeout, verify_timeout = self._timeouts()
-        gold_text = str(gold)
-        gold_parsed = parse(gold_text if "$" in gold_text or "\\" in gold_text else f"${gold_text}$",
-                            parsing_timeout=parse_timeout)
-        if not gold_parsed:
-            return None
-        text = sample.text
-        if self.think and "</think>" in text:
-            text = text.rsplit("</think>", 1)[1]
-        text = text[-self.answer_window:]
-        boxed = last_boxed(text)
-        config = [LatexExtractionConfig(normalization_config=NormalizationConfig(units=True),
-                                        boxed_match_priority=0, try_extract_without_anchor=False),
-                  ExprExtractionConfig()]
-        target = f"\\boxed{{{boxed}}}" if boxed is not None else text
-        answer = parse(target, extraction_config=config, extraction_mode="first_match",
-                       parsing_timeout=parse_timeout)
-        if not answer:
-            return 0.0
-        return float(verify(gold_parsed, answer, timeout_seconds=verify_timeout))
+        if isinstance(outcome, CheckFailed):
+            raise outcome
+        return outcome
 
 
 class BoxedFormat(Reward):

@@ -30,8 +30,9 @@ from rewardkit.reducers import Reducer, get_reducer, reduce_steps
 ErrorPolicy = Literal["raise", "none"]
 TRL_CONTEXT_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
 DEFAULT_MAX_CHARS = 262_144
-# counters logged on every call, always the same keys so ranks gather the same metric names
-COUNTERS = ("errors", "empty", "oversize", "decode_errors", "none")
+# counters logged on every call, always the same keys so ranks gather the same metric names;
+# "timeouts": rows whose check ran past its deadline (their value is None, so also in "none")
+COUNTERS = ("errors", "empty", "oversize", "decode_errors", "none", "timeouts")
 
 
 class RewardInputError(ValueError):

@@ -27,6 +27,11 @@ def acc():
     ("", "7", 0.0),
     ("<think>maybe \\boxed{9}</think> final \\boxed{7}", "7", 1.0),
     ("<think>I think \\boxed{7}</think> final \\boxed{9}", "7", 0.0),  # thinking is not the answer
+    # bare-LaTeX golds (MATH) were parsed as free text: "\\dfrac{3}{4}" read as nothing, "2\\sqrt3" as 2
+    ("\\boxed{\\frac34}", "\\dfrac{3}{4}", 1.0),
+    ("\\boxed{2\\sqrt{3}}", "2\\sqrt3", 1.0),
+    ("\\boxed{2}", "2\\sqrt3", 0.0),
+    ("#### 1,234", "Step.\n#### 1234", 1.0),  # GSM8K answers on both sides
 ])
 def test_math_accuracy_cases(acc, completion, gold, expected):
     assert acc(["q"], [completion], solution=[gold]) == [expected]
