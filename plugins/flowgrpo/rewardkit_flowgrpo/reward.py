@@ -248,7 +248,8 @@ class FlowOutcome(Reward):
         if log is None or not stats:
             return
         n = max(stats["trajectories"], 1)
-        for key in ("judge_errors", "tool_errors", "timeouts"):
+        # "timeouts" is one of the base class's counters: it is logged from batch.counts already
+        for key in ("judge_errors", "tool_errors"):
             log(f"rewardkit/{self.name}/{key}", float(stats[key]))
         log(f"rewardkit/{self.name}/success", stats["success"] / n)
         cols = batch.columns
