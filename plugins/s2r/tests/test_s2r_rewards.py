@@ -61,17 +61,50 @@ def test_process_rewards_contexts_and_weights():
     assert steps[0].spans[-1][1] == len(GROUP[0])
 
 
-def test_truncated_penalty_needs_eos_and_sets_last_action_to_minus_one():
-    r = get_reward("s2r.process", truncated_penalty=True, eos_token_ids=[0])
+def test_truncated_penalty_is_a_flat_minus_one_that_leaves_rewards_contexts_and_table_alone():
+    r = get_reward("s2r.process", truncated_penalty=True, bonus=True, eos_token_ids=[0])
     call(r, texts=GROUP[:2], gold=GOLD[:2], completion_ids=[[5, 6, 0], [5, 6]])
-    assert [x.rewards for x in r.last_details] == [[-1, 1, 1, 1], [1, -1]]
-    assert [x.truncated for x in r.last_details] == [False, True]
+    d = r.last_details
+    # the real rewards and contexts stay (t2 = right, confirmed); only its last action is penalised
+    assert [x.rewards for x in d] == [[-1, 1, 1, 1], [1, 1]]
+    assert [x.contexts for x in d] == [["", "R-1", "R-1V1", "R-1V1R1"], ["", "R1"]]
+    assert [x.truncated for x in d] == [False, True] and [x.penalised for x in d] == [None, 1]
+    assert [s.scores for s in r.last_step_scores] == [[-1, 1, 1, 1], [1, -1]]
+    # the advantage of the penalised action is -1, not 2 * (-1 - b): no bonus, no baseline
+    table = BaselineTable(min_count=1)
+    table.update([("", 1.0), ("R1", 1.0), ("R1", 1.0)])
+    assert action_advantages(d, table.baseline)[1] == [0.0, -1.0]
+    table.update([(c, x) for s in d for c, x in zip(s.contexts, s.rewards)])
+    assert table.sums["R1"] == 3.0 and table.counts["R1"] == 3  # the raw +1 went in, not -1
     with pytest.raises(RewardInputError, match="eos_token_ids"):
         call(get_reward("s2r.process", truncated_penalty=True), texts=GROUP[:1], gold=GOLD[:1])
-    # a 'truncated' column works without token ids
+    # a 'truncated' column works without token ids; a lone attempt or a trailing marker is not penalised
     r = get_reward("s2r.process", truncated_penalty=True)
-    call(r, texts=GROUP[1:2], gold=GOLD[1:2], truncated=[True])
-    assert r.last_details[0].rewards == [1, -1]
+    call(r, texts=[GROUP[1], "\\boxed{14}", "\\boxed{14}\n\nWait, let me recheck my solution."], gold=["14"] * 3,
+         truncated=[True, True, True])
+    assert [s.scores for s in r.last_step_scores] == [[1, -1], [1], [1]]
+
+
+def test_trailing_retry_marker_opens_no_attempt_and_keeps_the_verification_non_final():
+    r = get_reward("s2r.process")
+    text = "\\boxed{12}\n\nWait, let me recheck my solution.\n\nHmm.\n\nLet me try again.\n\n"
+    call(r, texts=[text], gold=["14"])
+    d = r.last_details[0]
+    assert [a.kind for a in d.trajectory.actions] == ["solve", "verify"]
+    # no verdict; followed by a retry -> "incorrect" (like the code), which is right for a wrong attempt
+    assert d.trajectory.actions[1].verdict is False and d.rewards == [-1, 1]
+    assert d.spans[-1][1] == len(text)
+
+
+def test_math_verify_timeout_gives_none_not_minus_one(monkeypatch):
+    from rewardkit.builtin_rewards import MathAccuracy
+
+    monkeypatch.setattr(MathAccuracy, "score", lambda self, sample: None)  # what a timed-out grade returns
+    for name in ("s2r.outcome", "s2r.process"):
+        r = get_reward(name)
+        # "0.5" vs "\\frac{1}{2}" needs math-verify; "\\boxed{14}" is decided by the exact match
+        assert call(r, texts=["\\boxed{0.5}", "\\boxed{14}"], gold=["\\frac{1}{2}", "14"]) == [None, 1.0]
+        assert r.last_details[0] is None
 
 
 def test_group_baselines_hand_computed():
