@@ -160,3 +160,45 @@ def test_rewards_pickle_and_bad_input():
     assert call(clone) == call(r)
     assert call(r, texts=["", "\x00\\boxed{14}"], gold=GOLD[:2]) == [-1.0, 1.0]
     assert trajectory_metrics([None]) == {}
+
+
+def test_code_eval_is_bounded_and_never_runs_model_text():
+    import time
+
+    from rewardkit_s2r.code import code_corrected_match
+
+    start = time.perf_counter()
+    for answer in ["9**9**9**9", "[0]*10**12", "1<<10**10", "(10**100000)**10**6", "-" * 5000 + "1",
+                   "__import__('os').system('echo x')", "open('/etc/passwd').read()", "().__class__"]:
+        assert code_corrected_match("\\frac{1}{2}", answer) is False
+    assert time.perf_counter() - start < 5
+    # what the code's eval accepts still matches: arithmetic, indexing, builtins on numbers
+    for answer in ["1/2", "2**-1", "[0.5][0]", "abs(-0.5)", "10**400/10**401*5"]:
+        assert code_corrected_match("\\frac{1}{2}", answer) is True
+
+
+def test_default_answers_drop_escaped_dollars():
+    r = get_reward("s2r.outcome")
+    assert call(r, texts=["The total is \\boxed{\\$18.90}."], gold=["18.90"]) == [1.0]
+
+
+def test_code_mode_needs_token_ids_and_a_tokenizer_and_matching_hook():
+    r = get_reward("s2r.outcome", mode="code")
+    with pytest.raises(RewardInputError, match="completion_ids"):
+        call(r, texts=["\\boxed{14}"], gold=["14"])
+    with pytest.raises(RewardInputError, match="tokenizer"):
+        call(r, texts=["\\boxed{14}"], gold=["14"], completion_ids=[[1, 2]])
+    with pytest.raises(ValueError, match="mode must be"):
+        get_reward("s2r.process", mode="official")
+    with pytest.raises(ValueError, match="context_keys"):
+        S2RProcessAdvantage(context_keys="paper")
+
+
+def test_code_context_whitelist():
+    from rewardkit_s2r.code import CODE_CONTEXT_KEYS
+
+    hook = S2RProcessAdvantage(baseline="running", context_keys="code", min_count=1)
+    assert len(CODE_CONTEXT_KEYS) == 164 and "R-1V1R-1V1R-1V1R-1V1R-1V1R-1V1R-1V1R-1" in CODE_CONTEXT_KEYS
+    hook.table.update([("", 1.0), ("R1V1", 1.0), ("R1V1R-1V-1R1", 1.0), ("R-1V1", -1.0)])
+    # R1V1R-1V-1R1 is not in the released whitelist (R1V1R-1V1R1 is): never tracked, baseline 0
+    assert set(hook.table.counts) == {"", "R1V1", "R-1V1"} and hook.table.baseline("R1V1R-1V-1R1") == 0.0
