@@ -202,3 +202,26 @@ def test_code_context_whitelist():
     hook.table.update([("", 1.0), ("R1V1", 1.0), ("R1V1R-1V-1R1", 1.0), ("R-1V1", -1.0)])
     # R1V1R-1V-1R1 is not in the released whitelist (R1V1R-1V1R1 is): never tracked, baseline 0
     assert set(hook.table.counts) == {"", "R1V1", "R-1V1"} and hook.table.baseline("R1V1R-1V-1R1") == 0.0
+
+
+def test_code_split_action_weighting_gives_every_piece_the_same_weight():
+    from rewardkit_s2r.code import code_rollout
+
+    vocab = {1: "\\boxed{13}", 2: "Wait", 3: ",", 4: " no.", 5: "Let me try again.\n\n", 6: " \\boxed{14}", 7: " ok", 9: ""}
+    ids = [1, 1, 2, 3, 4, 4, 4, 5, 6, 6, 6, 6, 2, 3, 7, 9]
+    r = code_rollout(ids, truncated=False, solution="\\boxed{14}", answer="14",
+                     decode=lambda t: "".join(vocab[i] for i in t), eos_id=9, verify_ids=[2, 3], retry_ids=[5])
+    assert r.valid and [s.kind for s in r.segments] == ["solve", "marker", "verify", "marker", "solve", "marker",
+                                                         "verify"]
+    values = r.token_values(lambda c: 0.0)
+    hook = S2RProcessAdvantage(split="code", weighting="action")
+    row = hook._code_row(r, values, len(ids))
+    # pieces: attempt (2 tokens), verification (3), attempt (4), verification (1), markers (2+1+2)
+    n, parts = len(ids), 5
+    assert sum(row[0:2]) == pytest.approx(values[0] * n / parts)
+    assert sum(row[4:7]) == pytest.approx(values[4] * n / parts)
+    assert sum(row[8:12]) == pytest.approx(values[8] * n / parts)
+    assert row[14] == pytest.approx(values[14] * n / parts)
+    assert [row[k] for k in (2, 3, 7, 12, 13, 15)] == [0.0] * 6  # markers and EOS
+    # the retry fixed the answer (x2 bonus) and the final verification confirmed a correct attempt (x2)
+    assert (values[0], values[4], values[8], values[14]) == (-1.0, 1.0, 2.0, 2.0)
