@@ -8,10 +8,17 @@ the sequence of rewards of the previous actions ("", "R-1", "R-1V1", ...) and ``
   batch — gathered over every process — that share the context;
 * ``baseline="running"`` (released code): running sums over the whole run (all processes, all
   earlier batches), used only once a context has ``min_count`` (10) observations, else 0; the
-  current batch is added after use; only contexts of at most ``max_context_actions`` previous
-  actions are tracked (the code's whitelist reaches ~8 actions).
+  current batch is added after use; only some contexts are tracked: those of at most
+  ``max_context_actions`` previous actions, or exactly the code's 164-context whitelist with
+  ``context_keys="code"`` (:data:`rewardkit_s2r.code.CODE_CONTEXT_KEYS`).
 
 ``w_t`` is 2 for the code's bonus cases when the ``s2r.process`` reward has ``bonus=True``, else 1.
+The last action of a truncated response (``truncated_penalty=True``) gets a flat −1 on its tokens
+instead; its reward context and the table keep its real reward, as in the code.
+
+``split="code"`` takes the ``s2r.process`` reward in ``mode="code"``: token values are exactly the
+released trainer's ``token_rewards`` (``w·(R − b)`` per piece, 0 on marker tokens, −1 on the last
+piece of a truncated response), and a row that fails the code's token reconstruction check gets 0.
 The table (sum, count per context) is synchronised across processes by gathering every
 process's (context, reward) pairs, so every rank applies identical updates; it is saved in each
 checkpoint (``state_dict``) and restored on resume.
@@ -29,6 +36,7 @@ from typing import Any
 
 from rewardkit.trajectory import step_token_ends, token_char_ends
 from rewardkit.trl import TrainerHook
+from rewardkit_s2r.code import CODE_CONTEXT_KEYS, CodeRollout
 from rewardkit_s2r.parse import split_token_ids
 from rewardkit_s2r.rewards import S2RProcess, ScoredTrajectory
 
@@ -37,9 +45,11 @@ class BaselineTable:
     """Per reward-context running sums and counts (synchronised by construction: every rank
     updates it with the same gathered pairs)."""
 
-    def __init__(self, min_count: int = 10, max_context_actions: int | None = 8) -> None:
+    def __init__(self, min_count: int = 10, max_context_actions: int | None = 8,
+                 keys: frozenset[str] | None = None) -> None:
         self.min_count = int(min_count)
         self.max_context_actions = max_context_actions
+        self.keys = keys  # when set, exactly these contexts are tracked
         self.sums: dict[str, float] = {}
         self.counts: dict[str, int] = {}
 
@@ -48,6 +58,8 @@ class BaselineTable:
         return ctx.count("R") + ctx.count("V")
 
     def tracked(self, ctx: str) -> bool:
+        if self.keys is not None:
+            return ctx in self.keys
         return self.max_context_actions is None or self.context_length(ctx) <= self.max_context_actions
 
     def baseline(self, ctx: str) -> float:
@@ -86,15 +98,24 @@ def group_baselines(pairs: Sequence[tuple[str, float]]) -> dict[str, float]:
 
 
 def action_advantages(details: Sequence[ScoredTrajectory | None], baselines: Any) -> list[list[float] | None]:
-    """``w · (R − b(context))`` per action; ``baselines`` maps a context to b (a dict or callable)."""
+    """``w · (R − b(context))`` per action, −1 for a penalised action (truncated response);
+    ``baselines`` maps a context to b (a dict or callable)."""
     get = baselines if callable(baselines) else (lambda c: baselines.get(c, 0.0))
     out: list[list[float] | None] = []
     for s in details:
         if s is None:
             out.append(None)
             continue
-        out.append([w * (r - get(c)) for r, w, c in zip(s.rewards, s.weights, s.contexts)])
+        out.append([-1.0 if k == s.penalised else w * (r - get(c))
+                    for k, (r, w, c) in enumerate(zip(s.rewards, s.weights, s.contexts))])
     return out
+
+
+def code_token_values(rollouts: Sequence[CodeRollout | None], baseline: Any) -> list[list[float] | None]:
+    """The released trainer's per-token rewards of each row (None for rows without a rollout, all 0
+    for a row that fails the reconstruction check); ``baseline`` maps a context to b."""
+    return [None if r is None else (r.token_values(baseline) if r.valid else [0.0] * len(r.token_values(baseline)))
+            for r in rollouts]
 
 
 def action_token_bounds(spans: Sequence[tuple[int, int]], char_ends: Sequence[int], n_tokens: int) -> list[tuple[int, int]]:
@@ -132,9 +153,13 @@ class S2RProcessAdvantage(TrainerHook):
         max_context_actions: longest tracked context in the running table (code's whitelist: ~8).
         markers: ``"action"`` (marker tokens take the advantage of the action they open) or
             ``"zero"`` (the code's zero-reward "part 0").
-        split: ``"text"`` (parse the text, map spans to tokens; default) or ``"token_ids"`` (split
-            on the marker token ids like the released code; a row whose token split disagrees with
-            the text parse gets advantage 0 and is counted as a split failure).
+        context_keys: ``"code"`` tracks exactly the released whitelist of contexts in the running
+            table (replaces ``max_context_actions``); a collection of strings tracks those.
+        split: ``"text"`` (parse the text, map spans to tokens; default), ``"token_ids"`` (the
+            text parse's rewards placed on the segments of the marker-id split; a row where the two
+            splits disagree gets advantage 0, counted in ``last_stats["split_failures"]``), or
+            ``"code"`` (the released trainer's token rewards from an ``s2r.process`` reward in
+            ``mode="code"``; a row failing the code's token reconstruction check gets 0, counted).
         weighting: ``"token"`` (every token carries its action's advantage) or ``"action"``
             (tokens scaled by ``L / (n_actions · |action|)``; with ``loss_type="grpo"`` each action
             then weighs the same in a sequence, as in the code's mean over segments).
@@ -145,14 +170,14 @@ class S2RProcessAdvantage(TrainerHook):
     name = "s2r.process_advantage"
 
     def __init__(self, *, baseline: str = "group", min_count: int = 10, max_context_actions: int | None = 8,
-                 markers: str = "action", split: str = "text", weighting: str = "token",
-                 reward: str | None = None) -> None:
+                 context_keys: str | Sequence[str] | None = None, markers: str = "action", split: str = "text",
+                 weighting: str = "token", reward: str | None = None) -> None:
         if baseline not in ("group", "running"):
             raise ValueError(f"baseline must be 'group' (paper) or 'running' (code), got {baseline!r}")
         if markers not in ("action", "zero"):
             raise ValueError(f"markers must be 'action' or 'zero', got {markers!r}")
-        if split not in ("text", "token_ids"):
-            raise ValueError(f"split must be 'text' or 'token_ids', got {split!r}")
+        if split not in ("text", "token_ids", "code"):
+            raise ValueError(f"split must be 'text', 'token_ids' or 'code', got {split!r}")
         if weighting not in ("token", "action"):
             raise ValueError(f"weighting must be 'token' or 'action', got {weighting!r}")
         self.baseline = baseline
@@ -160,7 +185,13 @@ class S2RProcessAdvantage(TrainerHook):
         self.split = split
         self.weighting = weighting
         self.reward_name = reward
-        self.table = BaselineTable(min_count, max_context_actions)
+        if context_keys == "code":
+            keys: frozenset[str] | None = CODE_CONTEXT_KEYS
+        elif isinstance(context_keys, str):
+            raise ValueError(f"context_keys must be 'code', a collection of contexts or None, got {context_keys!r}")
+        else:
+            keys = None if context_keys is None else frozenset(context_keys)
+        self.table = BaselineTable(min_count, max_context_actions, keys)
         self.rollouts = 0
         self.last_stats: dict[str, float] = {}
         self.last_baselines: dict[str, float] = {}
@@ -177,6 +208,9 @@ class S2RProcessAdvantage(TrainerHook):
                              f"functions{'' if self.reward_name is None else f' named {self.reward_name!r}'}; "
                              f"found {len(found)} in {names}")
         self._reward = found[0]
+        if (self.split == "code") != (self._reward.mode == "code"):
+            raise ValueError(f"{self.name}: split='code' goes with the s2r.process reward in mode='code' (and only "
+                             f"with it); got split={self.split!r} and mode={self._reward.mode!r}")
         try:
             from trl import RLOOTrainer
         except ImportError:  # pragma: no cover
@@ -188,6 +222,8 @@ class S2RProcessAdvantage(TrainerHook):
             self._reward.eos_token_ids = [int(t) for t in getattr(trainer, "eos_token_ids", None)
                                           or [trainer.processing_class.eos_token_id]]
         self._tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+        if self._reward.mode == "code" and self._reward.tokenizer is None:
+            self._reward.tokenizer = self._tokenizer
 
     def _gather(self, trainer: Any, pairs: list[tuple[str, float]]) -> list[tuple[str, float]]:
         accelerator = getattr(trainer, "accelerator", None)
@@ -199,18 +235,19 @@ class S2RProcessAdvantage(TrainerHook):
         return [tuple(p) for chunk in gather_object([pairs]) for p in chunk]
 
     # -- baselines -----------------------------------------------------------------------------
-    def compute(self, details: Sequence[ScoredTrajectory | None],
-                all_pairs: Sequence[tuple[str, float]], *, update: bool = True) -> list[list[float] | None]:
-        """Per-action advantages of the local rows given the batch's (gathered) context pairs;
-        adds ``all_pairs`` to the running table unless ``update=False`` (evaluation rollouts)."""
+    def compute(self, details: Sequence[Any], all_pairs: Sequence[tuple[str, float]], *,
+                update: bool = True) -> list[list[float] | None]:
+        """Per-action advantages of the local rows (``split="code"``: the code's per-token values)
+        given the batch's (gathered) context pairs; adds ``all_pairs`` to the running table unless
+        ``update=False`` (evaluation rollouts)."""
         if self.baseline == "group":
             baselines = group_baselines(all_pairs)
-            adv = action_advantages(details, baselines)
             self.last_baselines = baselines
+            get: Any = lambda c: baselines.get(c, 0.0)  # noqa: E731
         else:
-            contexts = {c for c, _ in all_pairs}
-            self.last_baselines = {c: self.table.baseline(c) for c in contexts}
-            adv = action_advantages(details, self.table.baseline)
+            self.last_baselines = {c: self.table.baseline(c) for c, _ in all_pairs}
+            get = self.table.baseline
+        adv = code_token_values(details, get) if self.split == "code" else action_advantages(details, get)
         if update:
             self.table.update(all_pairs)
             self.rollouts += 1
@@ -243,7 +280,7 @@ class S2RProcessAdvantage(TrainerHook):
                 continue
             n = int(lengths[i]) or T
             ids = ids_cpu[i, :n].tolist()
-            row = self._row(s, a, ids)
+            row = self._code_row(s, a, n) if self.split == "code" else self._row(s, a, ids)
             if row is None:
                 failures += 1
                 continue
@@ -254,6 +291,33 @@ class S2RProcessAdvantage(TrainerHook):
                            "mean_abs_action_advantage": (sum(abs(x) for a in adv_actions if a for x in a)
                                                          / max(1, sum(len(a) for a in adv_actions if a)))}
         return output
+
+    def _code_row(self, r: CodeRollout, token_values: list[float], n: int) -> list[float] | None:
+        """The code's token rewards on the completion's first tokens (EOS and later: 0); with
+        ``weighting="action"`` each piece (all marker tokens together form one) weighs the same."""
+        if not r.valid:
+            return None
+        values = [0.0] * n
+        m = min(n, len(token_values))
+        values[:m] = token_values[:m]
+        if self.weighting == "action":
+            parts: list[list[int]] = []
+            markers: list[int] = []
+            pos = 0
+            for seg in r.segments:
+                span = [t for t in range(pos, pos + len(seg.tokens)) if t < n]
+                pos += len(seg.tokens)
+                if seg.kind == "marker":
+                    markers += span
+                elif span:
+                    parts.append(span)
+            if markers:
+                parts.append(markers)
+            for span in parts:
+                scale = n / (len(parts) * len(span))
+                for t in span:
+                    values[t] *= scale
+        return values
 
     def _row(self, s: ScoredTrajectory, adv: list[float], ids: list[int]) -> list[float] | None:
         n = len(ids)

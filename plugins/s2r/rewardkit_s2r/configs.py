@@ -28,5 +28,9 @@ PAPER_GRPO_OUTCOME = dict(_COMMON, beta=0.0, scale_rewards="none", importance_sa
                           loss_type="grpo")
 PAPER_GRPO_PROCESS = dict(_COMMON, beta=0.05, scale_rewards="none", loss_type="grpo")
 PAPER_PROCESS_HOOK = dict(baseline="group", weighting="action", markers="action")
-CODE_PROCESS_HOOK = dict(baseline="running", min_count=10, weighting="action", markers="zero")
-CODE_PROCESS_REWARD = dict(bonus=True, truncated_penalty=True)
+# the released code's scoring: get_reward("s2r.process", **CODE_PROCESS_REWARD) with
+# get_hook("s2r.process_advantage", **CODE_PROCESS_HOOK); get_reward("s2r.outcome", **CODE_OUTCOME_REWARD)
+# with RLOOTrainer/PAPER_RLOO_OUTCOME or GRPOTrainer/PAPER_GRPO_OUTCOME + s2r.outcome_rloo
+CODE_PROCESS_HOOK = dict(baseline="running", min_count=10, context_keys="code", split="code", weighting="action")
+CODE_PROCESS_REWARD = dict(mode="code")
+CODE_OUTCOME_REWARD = dict(mode="code")

@@ -2,7 +2,9 @@
 
 Exact match of the normalised answers first (the released code's fast path), then rewardkit's
 ``math.accuracy`` (math-verify equivalence) on ``\\boxed{answer}``. Results are cached per
-(answer, gold) pair: trajectories of one group mostly repeat the same few answers.
+(answer, gold) pair: trajectories of one group mostly repeat the same few answers. When math-verify
+gives no answer (a timeout, or a gold it cannot parse) the grade is None, never "wrong": the S²R
+rewards then give the row None (skipped by TRL, counted under ``rewardkit/<name>/none``).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ class Grader:
         boxed = last_boxed(g)
         return normalize_answer(boxed if boxed is not None else g)
 
-    def correct(self, answer: str | None, gold: Any) -> bool:
-        """True when ``answer`` (already normalised, or None) matches ``gold``."""
+    def correct(self, answer: str | None, gold: Any) -> bool | None:
+        """True when ``answer`` (already normalised, or None) matches ``gold``; None when math-verify
+        could not decide (not cached: a timeout may not repeat)."""
         if answer is None:
             return False
         g = self.gold_answer(gold)
@@ -54,6 +57,8 @@ class Grader:
         text = f"\\boxed{{{answer}}}"
         value = self._lazy_accuracy.score(Sample(index=0, prompt="", text=text, completion=text,
                                                  completion_ids=None, row={"gold": g}))
+        if value is None:
+            return None
         ok = bool(value)
         if len(self._cache) >= self.cache_size:
             self._cache.clear()

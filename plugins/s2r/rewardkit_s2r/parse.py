@@ -175,8 +175,9 @@ _NEEDS_WORK = frozenset("\\$= \n\t")
 
 
 def normalize_answer(answer: str | None) -> str | None:
-    """The released code's clean-up of a boxed answer: first line, strip ``: . /``, spaces,
-    ``$``, ``\\text{}``/``\\left``/``\\right``; keep what follows ``=``; ``\\frac{a}b`` → ``\\frac{a}{b}``."""
+    """A boxed answer cleaned up for comparison: first line, strip ``: . /``, spaces, ``\\$`` and
+    ``$``, ``\\text{}``/``\\left``/``\\right``; keep what follows the last ``=``; ``\\frac{a}b`` →
+    ``\\frac{a}{b}``. (The released code's own normalisation is :func:`rewardkit_s2r.code.code_normalize`.)"""
     if answer is None:
         return None
     if _PLAIN.fullmatch(answer):  # fast path: digits, letters, signs (most answers)
@@ -184,7 +185,7 @@ def normalize_answer(answer: str | None) -> str | None:
         return a or None
     a = answer.strip().split("\n", 1)[0]
     if not _NEEDS_WORK.isdisjoint(a) or "\\" in a:
-        a = a.replace("\\left", "").replace("\\right", "").replace("\\!", "").replace("$", "")
+        a = a.replace("\\left", "").replace("\\right", "").replace("\\!", "").replace("\\$", "").replace("$", "")
         if "\\" in a:
             a = _TEXT_CMD.sub(r"\1", a)
         if "=" in a:
@@ -249,14 +250,15 @@ def _skip_blank(text: str, pos: int) -> int:
     return pos
 
 
-def split_actions(text: str, markers: Markers = DEFAULT_MARKERS) -> list[tuple[str, int, int, int]]:
-    """``(kind, start, body_start, end)`` for every action; the spans partition ``text``.
+def split_actions(text: str, markers: Markers = DEFAULT_MARKERS) -> list[tuple[str, int, int, int, int]]:
+    """``(kind, start, body_start, body_end, end)`` for every action; the spans ``[start, end)``
+    partition ``text``; ``body_end < end`` only when the text ends on a marker, which opens no action.
 
     A verify marker only opens a verification after an attempt, a retry marker only opens an
     attempt after a verification; any other marker occurrence is ordinary text. The blank after
     a marker belongs to the marker (``body_start`` is on the first character after it).
     """
-    out: list[tuple[str, int, int, int]] = []
+    out: list[tuple[str, int, int, int, int]] = []
     kind, start, body = "solve", 0, 0
     verify, retry, line_start = markers.verify, markers.retry, markers.line_start
     while True:
@@ -264,10 +266,16 @@ def split_actions(text: str, markers: Markers = DEFAULT_MARKERS) -> list[tuple[s
         at = _find_marker(text, marker, body, line_start)
         if at < 0:
             break
-        out.append((kind, start, body, at))
+        out.append((kind, start, body, at, at))
         kind = "verify" if kind == "solve" else "solve"
         start, body = at, _skip_blank(text, at + len(marker))
-    out.append((kind, start, body, len(text)))
+    if out and body >= len(text):
+        # the text ends on a marker: like the released code, the marker opens no action; it stays in
+        # the previous action's span (a verification followed by a retry marker is still not "last")
+        prev_kind, prev_start, prev_body, prev_end, _ = out.pop()
+        out.append((prev_kind, prev_start, prev_body, prev_end, len(text)))
+        return out
+    out.append((kind, start, body, len(text), len(text)))
     # an empty first attempt (text starts with the verify marker) is still an attempt: keep it so
     # verification j always follows attempt j
     return out
@@ -279,14 +287,15 @@ def parse(text: str, markers: Markers | dict[str, Any] | None = None) -> S2RTraj
     parts = split_actions(text, mk)
     actions: list[Action] = []
     round_ = 0
-    for i, (kind, start, body, end) in enumerate(parts):
+    for i, (kind, start, body, body_end, end) in enumerate(parts):
         if kind == "solve":
             round_ += 1 if i > 0 else 0
-            answer = normalize_answer(last_boxed(text, body, end))
+            answer = normalize_answer(last_boxed(text, body, body_end))
             actions.append(Action("solve", round_, start, end, body, answer=answer))
         else:
-            is_last = i == len(parts) - 1
-            verdict, source = parse_verdict(text, is_last=is_last, markers=mk, start=body, end=end)
+            # a verification followed by a retry marker is not the last one, even with nothing after it
+            is_last = i == len(parts) - 1 and body_end == end
+            verdict, source = parse_verdict(text, is_last=is_last, markers=mk, start=body, end=body_end)
             actions.append(Action("verify", round_, start, end, body, verdict=verdict, verdict_source=source))
     return S2RTrajectory(text, actions)
 

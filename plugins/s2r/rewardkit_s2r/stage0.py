@@ -139,13 +139,17 @@ def build_trajectories(rows: Sequence[dict[str, Any]], policy: Any, judge: Any, 
     samples = policy.generate([policy_prompt(q, system_prompt) for q in questions], cfg.k,
                               temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
     stats: Counter[str] = Counter()
-    per_q: list[dict[str, Any]] = []
+    per_q: list[dict[str, Any] | None] = []
     judge_requests: list[tuple[int, str]] = []
     for qi, (gold, outs) in enumerate(zip(golds, samples)):
         gold_ans = Grader.gold_answer(gold)
         attempts = [truncate_at_markers(s, markers) for s in outs]
         answers = [normalize_answer(last_boxed(a)) for a in attempts]
         correct = [grader.correct(a, gold) for a in answers]
+        if any(c is None for c in correct):  # math-verify could not decide a grade: no trajectory from it
+            stats["questions_ungraded"] += 1
+            per_q.append(None)
+            continue
         stats["samples"] += len(outs)
         stats["samples_correct"] += sum(correct)
         stats["samples_without_answer"] += sum(a is None for a in answers)
@@ -165,6 +169,9 @@ def build_trajectories(rows: Sequence[dict[str, Any]], policy: Any, judge: Any, 
         truth = grader.correct(a, golds[qi])
         verdict = judge_verdict(text)
         stats["verifications"] += 1
+        if truth is None:
+            stats["verifications_ungraded"] += 1
+            continue
         stats["verifications_truth_correct"] += truth
         if verdict is None:
             stats["verifications_undecided"] += 1
@@ -178,6 +185,8 @@ def build_trajectories(rows: Sequence[dict[str, Any]], policy: Any, judge: Any, 
     records = []
     max_w = max(cfg.rounds_for_wrong)
     for qi, info in enumerate(per_q):
+        if info is None:
+            continue
         w = info["wrong"]
         stats[f"difficulty_{w}"] += 1
         good = [i for i, c in enumerate(info["correct"]) if c and (qi, info["answers"][i]) in usable]

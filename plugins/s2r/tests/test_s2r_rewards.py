@@ -61,17 +61,50 @@ def test_process_rewards_contexts_and_weights():
     assert steps[0].spans[-1][1] == len(GROUP[0])
 
 
-def test_truncated_penalty_needs_eos_and_sets_last_action_to_minus_one():
-    r = get_reward("s2r.process", truncated_penalty=True, eos_token_ids=[0])
+def test_truncated_penalty_is_a_flat_minus_one_that_leaves_rewards_contexts_and_table_alone():
+    r = get_reward("s2r.process", truncated_penalty=True, bonus=True, eos_token_ids=[0])
     call(r, texts=GROUP[:2], gold=GOLD[:2], completion_ids=[[5, 6, 0], [5, 6]])
-    assert [x.rewards for x in r.last_details] == [[-1, 1, 1, 1], [1, -1]]
-    assert [x.truncated for x in r.last_details] == [False, True]
+    d = r.last_details
+    # the real rewards and contexts stay (t2 = right, confirmed); only its last action is penalised
+    assert [x.rewards for x in d] == [[-1, 1, 1, 1], [1, 1]]
+    assert [x.contexts for x in d] == [["", "R-1", "R-1V1", "R-1V1R1"], ["", "R1"]]
+    assert [x.truncated for x in d] == [False, True] and [x.penalised for x in d] == [None, 1]
+    assert [s.scores for s in r.last_step_scores] == [[-1, 1, 1, 1], [1, -1]]
+    # the advantage of the penalised action is -1, not 2 * (-1 - b): no bonus, no baseline
+    table = BaselineTable(min_count=1)
+    table.update([("", 1.0), ("R1", 1.0), ("R1", 1.0)])
+    assert action_advantages(d, table.baseline)[1] == [0.0, -1.0]
+    table.update([(c, x) for s in d for c, x in zip(s.contexts, s.rewards)])
+    assert table.sums["R1"] == 3.0 and table.counts["R1"] == 3  # the raw +1 went in, not -1
     with pytest.raises(RewardInputError, match="eos_token_ids"):
         call(get_reward("s2r.process", truncated_penalty=True), texts=GROUP[:1], gold=GOLD[:1])
-    # a 'truncated' column works without token ids
+    # a 'truncated' column works without token ids; a lone attempt or a trailing marker is not penalised
     r = get_reward("s2r.process", truncated_penalty=True)
-    call(r, texts=GROUP[1:2], gold=GOLD[1:2], truncated=[True])
-    assert r.last_details[0].rewards == [1, -1]
+    call(r, texts=[GROUP[1], "\\boxed{14}", "\\boxed{14}\n\nWait, let me recheck my solution."], gold=["14"] * 3,
+         truncated=[True, True, True])
+    assert [s.scores for s in r.last_step_scores] == [[1, -1], [1], [1]]
+
+
+def test_trailing_retry_marker_opens_no_attempt_and_keeps_the_verification_non_final():
+    r = get_reward("s2r.process")
+    text = "\\boxed{12}\n\nWait, let me recheck my solution.\n\nHmm.\n\nLet me try again.\n\n"
+    call(r, texts=[text], gold=["14"])
+    d = r.last_details[0]
+    assert [a.kind for a in d.trajectory.actions] == ["solve", "verify"]
+    # no verdict; followed by a retry -> "incorrect" (like the code), which is right for a wrong attempt
+    assert d.trajectory.actions[1].verdict is False and d.rewards == [-1, 1]
+    assert d.spans[-1][1] == len(text)
+
+
+def test_math_verify_timeout_gives_none_not_minus_one(monkeypatch):
+    from rewardkit.builtin_rewards import MathAccuracy
+
+    monkeypatch.setattr(MathAccuracy, "score", lambda self, sample: None)  # what a timed-out grade returns
+    for name in ("s2r.outcome", "s2r.process"):
+        r = get_reward(name)
+        # "0.5" vs "\\frac{1}{2}" needs math-verify; "\\boxed{14}" is decided by the exact match
+        assert call(r, texts=["\\boxed{0.5}", "\\boxed{14}"], gold=["\\frac{1}{2}", "14"]) == [None, 1.0]
+        assert r.last_details[0] is None
 
 
 def test_group_baselines_hand_computed():
@@ -127,3 +160,68 @@ def test_rewards_pickle_and_bad_input():
     assert call(clone) == call(r)
     assert call(r, texts=["", "\x00\\boxed{14}"], gold=GOLD[:2]) == [-1.0, 1.0]
     assert trajectory_metrics([None]) == {}
+
+
+def test_code_eval_is_bounded_and_never_runs_model_text():
+    import time
+
+    from rewardkit_s2r.code import code_corrected_match
+
+    start = time.perf_counter()
+    for answer in ["9**9**9**9", "[0]*10**12", "1<<10**10", "(10**100000)**10**6", "-" * 5000 + "1",
+                   "__import__('os').system('echo x')", "open('/etc/passwd').read()", "().__class__"]:
+        assert code_corrected_match("\\frac{1}{2}", answer) is False
+    assert time.perf_counter() - start < 5
+    # what the code's eval accepts still matches: arithmetic, indexing, builtins on numbers
+    for answer in ["1/2", "2**-1", "[0.5][0]", "abs(-0.5)", "10**400/10**401*5"]:
+        assert code_corrected_match("\\frac{1}{2}", answer) is True
+
+
+def test_default_answers_drop_escaped_dollars():
+    r = get_reward("s2r.outcome")
+    assert call(r, texts=["The total is \\boxed{\\$18.90}."], gold=["18.90"]) == [1.0]
+
+
+def test_code_mode_needs_token_ids_and_a_tokenizer_and_matching_hook():
+    r = get_reward("s2r.outcome", mode="code")
+    with pytest.raises(RewardInputError, match="completion_ids"):
+        call(r, texts=["\\boxed{14}"], gold=["14"])
+    with pytest.raises(RewardInputError, match="tokenizer"):
+        call(r, texts=["\\boxed{14}"], gold=["14"], completion_ids=[[1, 2]])
+    with pytest.raises(ValueError, match="mode must be"):
+        get_reward("s2r.process", mode="official")
+    with pytest.raises(ValueError, match="context_keys"):
+        S2RProcessAdvantage(context_keys="paper")
+
+
+def test_code_context_whitelist():
+    from rewardkit_s2r.code import CODE_CONTEXT_KEYS
+
+    hook = S2RProcessAdvantage(baseline="running", context_keys="code", min_count=1)
+    assert len(CODE_CONTEXT_KEYS) == 164 and "R-1V1R-1V1R-1V1R-1V1R-1V1R-1V1R-1V1R-1" in CODE_CONTEXT_KEYS
+    hook.table.update([("", 1.0), ("R1V1", 1.0), ("R1V1R-1V-1R1", 1.0), ("R-1V1", -1.0)])
+    # R1V1R-1V-1R1 is not in the released whitelist (R1V1R-1V1R1 is): never tracked, baseline 0
+    assert set(hook.table.counts) == {"", "R1V1", "R-1V1"} and hook.table.baseline("R1V1R-1V-1R1") == 0.0
+
+
+def test_code_split_action_weighting_gives_every_piece_the_same_weight():
+    from rewardkit_s2r.code import code_rollout
+
+    vocab = {1: "\\boxed{13}", 2: "Wait", 3: ",", 4: " no.", 5: "Let me try again.\n\n", 6: " \\boxed{14}", 7: " ok", 9: ""}
+    ids = [1, 1, 2, 3, 4, 4, 4, 5, 6, 6, 6, 6, 2, 3, 7, 9]
+    r = code_rollout(ids, truncated=False, solution="\\boxed{14}", answer="14",
+                     decode=lambda t: "".join(vocab[i] for i in t), eos_id=9, verify_ids=[2, 3], retry_ids=[5])
+    assert r.valid and [s.kind for s in r.segments] == ["solve", "marker", "verify", "marker", "solve", "marker",
+                                                         "verify"]
+    values = r.token_values(lambda c: 0.0)
+    hook = S2RProcessAdvantage(split="code", weighting="action")
+    row = hook._code_row(r, values, len(ids))
+    # pieces: attempt (2 tokens), verification (3), attempt (4), verification (1), markers (2+1+2)
+    n, parts = len(ids), 5
+    assert sum(row[0:2]) == pytest.approx(values[0] * n / parts)
+    assert sum(row[4:7]) == pytest.approx(values[4] * n / parts)
+    assert sum(row[8:12]) == pytest.approx(values[8] * n / parts)
+    assert row[14] == pytest.approx(values[14] * n / parts)
+    assert [row[k] for k in (2, 3, 7, 12, 13, 15)] == [0.0] * 6  # markers and EOS
+    # the retry fixed the answer (x2 bonus) and the final verification confirmed a correct attempt (x2)
+    assert (values[0], values[4], values[8], values[14]) == (-1.0, 1.0, 2.0, 2.0)

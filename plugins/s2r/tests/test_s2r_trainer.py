@@ -200,3 +200,32 @@ def test_baseline_table_is_gathered_across_two_processes(tmp_path):
     # "" : rank0 [+1, -1], rank1 [-1, -1] -> mean -0.5 on both ranks
     assert r0["counts"][""] == 4 and r0["baselines"][""] == r1["baselines"][""] == -0.5
     assert r0["adv"][0][0] == 1.5 and r1["adv"][0][0] == -0.5
+
+
+def test_code_mode_on_grpo_trainer_gives_the_code_token_rewards(tmp_path, tiny_model_path):
+    from rewardkit_s2r.code import CODE_CONTEXT_KEYS, code_rollout
+    from rewardkit_s2r.configs import CODE_PROCESS_HOOK, CODE_PROCESS_REWARD
+
+    reward = get_reward("s2r.process", **CODE_PROCESS_REWARD)
+    hook = get_hook("s2r.process_advantage", **dict(CODE_PROCESS_HOOK, weighting="token"))
+    trainer = grpo(tmp_path, tiny_model_path, [hook], [reward])
+    hook.setup(trainer)  # hands the trainer's tokenizer and EOS to the reward
+    tok = trainer.processing_class
+    texts = [*GROUP, GROUP[0] + "\n\nLet me try again.\n\n"]
+    out, ids = rollout(trainer, texts)
+    trainer.model.train()  # a training rollout: the batch enters the running table
+    adv = hook.after_rollout(trainer, [], dict(out))["advantages"]
+    verify = tok.encode("Wait,", add_special_tokens=False)
+    retry = tok.encode("Let me try again.\n\n", add_special_tokens=False)
+    for i, (d, row) in enumerate(zip(reward.last_details, ids)):
+        ref = code_rollout(row, truncated=False, solution="14", answer="14", decode=tok.decode,
+                           eos_id=tok.eos_token_id, verify_ids=verify, retry_ids=retry)
+        assert (d.rewards, d.contexts, d.valid) == (ref.rewards, ref.contexts, ref.valid)
+        values = ref.token_values(lambda c: 0.0) if ref.valid else []  # empty table: baselines 0
+        assert adv[i, :len(values)].tolist() == pytest.approx(values)
+        assert adv[i, len(values):].abs().sum().item() == 0.0  # EOS and padding
+    # the code cuts the id string at the EOS id's digits: this tokenizer's EOS is 0, so every row ends
+    # at its first id containing a 0 (token 320, " 9", in row 0), as the released trainer would
+    first = next(k for k, t in enumerate(ids[0]) if "0" in str(t))
+    assert reward.last_details[0].segments[0].tokens == ids[0][:first] + [int(str(ids[0][first]).split("0")[0])]
+    assert hook.table.counts[""] == len(texts) and set(hook.table.counts) <= CODE_CONTEXT_KEYS
