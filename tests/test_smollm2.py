@@ -73,6 +73,14 @@ def test_smollm2_dir_is_a_plain_hf_directory_with_its_chat_template(smollm2_path
     assert tok.tokenize("12345") == ["1", "2", "3", "4", "5"]
 
 
+def test_resolve_model_smollm2(smollm2_path):
+    from rewardkit.recipes import resolve_model
+
+    assert resolve_model("smollm2") == (str(smollm2_path), False)  # a real model: no SFT warm start
+    with pytest.raises(ValueError, match="causal LM"):
+        resolve_model("smollm2", kind="prm")
+
+
 def test_missing_wheel_names_the_pip_install(monkeypatch):
     import importlib.util
 
