@@ -68,6 +68,17 @@ def test_span_to_step_on_annotated_rows(champ, rid, n_steps, fw, step_start, wro
     assert r["labels"][fw] == 0.0 and set(r["labels"][:fw]) <= {1.0}
 
 
+def test_missing_package_names_the_pip_install(monkeypatch):
+    import importlib.util
+
+    from rewardkit.data import champ as champ_module
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "champ_dataset" else real(name, *a))
+    with pytest.raises(ModuleNotFoundError, match="pip install champ-dataset"):
+        champ_module.champ_file()
+
+
 def test_first_wrong_step_rule():
     text = "a b\n\nc d\n\n\ne"
     steps = split_steps(text)
