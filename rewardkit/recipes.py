@@ -81,12 +81,20 @@ def launch_state(use_cpu: bool | None = None) -> tuple[Any, bool]:
 
 def resolve_model(name: str | None, state: Any = None, *, kind: str = "causal_lm", seed: int = 0) -> tuple[str, bool]:
     """The model an example trains: ``"tiny"`` or None is the offline tiny model of ``kind`` from
-    :mod:`rewardkit.testing` (built by the main process first when ``state`` is given), anything
-    else (a Hub id or a path) is returned as is. Returns ``(model, is_tiny)``."""
-    if name not in (None, "tiny"):
-        return str(name), False
+    :mod:`rewardkit.testing`, ``"smollm2"`` the offline SmolLM2-135M-Instruct (causal LM only; both
+    built by the main process first when ``state`` is given), anything else (a Hub id or a path) is
+    returned as is. Returns ``(model, is_tiny)``."""
     from contextlib import nullcontext
 
+    if name == "smollm2":
+        if kind != "causal_lm":
+            raise ValueError(f"--model smollm2 is a causal LM; this example needs a {kind} model")
+        from rewardkit.testing import smollm2_dir
+
+        with state.main_process_first() if state is not None else nullcontext():
+            return str(smollm2_dir()), False
+    if name not in (None, "tiny"):
+        return str(name), False
     from rewardkit.testing import tiny_model_dir
 
     with state.main_process_first() if state is not None else nullcontext():

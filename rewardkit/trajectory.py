@@ -164,13 +164,42 @@ def turns_of(messages: Sequence[dict[str, Any]]) -> list[Turn]:
 
 # -- spans -> tokens --------------------------------------------------------------------------
 
+def offset_char_ends(offsets: Sequence[Sequence[int]]) -> list[int]:
+    """Character end of each token from a tokenizer's ``(start, end)`` offsets.
+
+    Byte-level BPE splits a multi-byte character (an emoji, most CJK characters) over several
+    tokens that all report the character's offsets. Only the token completing the character ends
+    after it; the ones before end where the character starts (overlapping offsets), so a step
+    ending on such a character takes all of its bytes.
+    """
+    ends = [int(e) for _, e in offsets]
+    for k in range(len(ends) - 1):
+        nxt = int(offsets[k + 1][0])
+        if nxt < ends[k]:
+            ends[k] = nxt
+    return ends
+
+
+def clean_prefix_len(prefix: str, text: str) -> int:
+    """Length of the part of a decoded token prefix that is also a prefix of ``text``: a prefix cut
+    inside a multi-byte character decodes to a replacement character, which is not counted."""
+    n = min(len(prefix), len(text))
+    if prefix[:n] == text[:n]:
+        return n
+    k = 0
+    while k < n and prefix[k] == text[k]:
+        k += 1
+    return k
+
+
 def token_char_ends(completion_ids: Sequence[int], tokenizer: Any, text: str | None = None) -> list[int]:
     """For each token of ``completion_ids``, the character offset where it ends in the decoded text.
 
     TRL's completion text is ``decode(completion_ids, skip_special_tokens=True)``. When re-encoding
     that text reproduces the ids (the usual case) the tokenizer's offsets are used directly; else
     prefixes are decoded one token at a time, which is exact for any tokenizer but quadratic.
-    Special tokens end where the previous token ended.
+    Special tokens end where the previous token ended; a token holding only part of a multi-byte
+    character ends before that character (see :func:`offset_char_ends`).
     """
     ids = list(completion_ids)
     if text is None:
@@ -185,9 +214,9 @@ def token_char_ends(completion_ids: Sequence[int], tokenizer: Any, text: str | N
     except (NotImplementedError, TypeError, ValueError, KeyError):
         offsets = None
     if offsets is not None:
-        content_ends = [e for _, e in offsets]
+        content_ends = offset_char_ends(offsets)
     else:
-        content_ends = [len(tokenizer.decode(content_ids[: k + 1], skip_special_tokens=True))
+        content_ends = [clean_prefix_len(tokenizer.decode(content_ids[: k + 1], skip_special_tokens=True), text)
                         for k in range(len(content_ids))]
     last = 0
     it = iter(content_ends)

@@ -36,4 +36,5 @@ def rewardkit_register_commands(register):
     from rewardkit.prm import evaluation
 
     register("eval-prm", evaluation.configure_cli, evaluation.run_cli,
-             help="score a step-labelled file with a PRM; print step accuracy/F1 and ProcessBench F1")
+             help="score a step-labelled file (or CHAMP's first-wrong-step annotations: eval-prm champ) with a PRM; "
+                  "print step accuracy/F1 and ProcessBench F1")

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rewardkit.reward import ProcessReward, StepScores
-from rewardkit.trajectory import step_token_ends, token_char_ends
+from rewardkit.trajectory import clean_prefix_len, offset_char_ends, step_token_ends, token_char_ends
 from rewardkit.trl.hooks import TrainerHook
 
 MODES = ("process_supervision", "outcome_plus_process")
@@ -87,11 +87,11 @@ def batch_char_ends(rows: Sequence[Sequence[int]], texts: Sequence[str | None], 
     out = []
     for i, r in enumerate(rows):
         if list(enc_ids[i]) == content[i]:
-            content_ends = [e for _, e in offsets[i]]
+            content_ends = offset_char_ends(offsets[i])
         elif content[i]:
             prefixes = tokenizer.batch_decode([content[i][:k + 1] for k in range(len(content[i]))],
                                               skip_special_tokens=True)
-            content_ends = [len(p) for p in prefixes]
+            content_ends = [clean_prefix_len(p, texts[i]) for p in prefixes]
         else:
             content_ends = []
         ends, last, it = [], 0, iter(content_ends)
