@@ -359,6 +359,7 @@ class _Worker:
         self.ready = False
         self.queue: deque[int] = deque()  # indices of the jobs sent, in the order it runs them
         self.since = 0.0  # when its current job started
+        self.acked = False  # it has taken the chunk in its queue
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -390,6 +391,7 @@ def _worker_main(read_fd: int, write_fd: int) -> None:
             chunk = inbox.recv()
         except (EOFError, OSError):
             return
+        outbox.send("ack")  # the parent now knows a death from here on is this chunk's doing
         for index, fields in chunk:
             try:
                 outbox.send((index, True, check_here(Job(*fields))))
@@ -419,9 +421,15 @@ class CheckerPool:
         with self._cond:
             while not self._idle and self._count >= self.size:
                 self._cond.wait()
-            for w in self._idle:
-                if not w.ready and w.conn.poll():  # a replacement that has started since
-                    w.ready = w.conn.recv() == "ready"
+            for w in list(self._idle):
+                if not w.ready and w.conn.poll():  # a replacement that has started since, or died
+                    try:
+                        w.ready = w.conn.recv() == "ready"
+                    except (EOFError, OSError):  # it died before it was ready: a new one takes its place
+                        self._idle.remove(w)
+                        w.kill()
+                        self._count -= 1
+                        self.restarts += 1
             self._idle.sort(key=lambda w: not w.ready)
             taken = self._idle[:want]
             del self._idle[:want]
@@ -480,6 +488,7 @@ class CheckerPool:
             if w.ready and not w.queue and pending:
                 sent = [pending.popleft() for _ in range(min(chunk, len(pending)))]
                 w.queue.extend(sent)
+                w.acked = False
                 w.since = time.monotonic()
                 try:
                     # plain tuples: the worker loads this file by path, not as rewardkit.answer_check
@@ -503,18 +512,21 @@ class CheckerPool:
                             msg = w.conn.recv()
                             if msg == "ready":
                                 w.ready = True
+                            elif msg == "ack":
+                                w.acked = True
                             else:
                                 index, ok, value = msg
                                 out[index] = value if ok else CheckFailed(value)
                                 w.queue.popleft()
                                 w.since = time.monotonic()
                     except (EOFError, OSError):
-                        if not w.ready:
-                            w.kill()
+                        w.kill()
+                        if not w.ready and w.proc.returncode >= 0:  # it failed on its own: say so
                             raise WorkerStartError(f"a math-verify worker exited on start (exit code "
                                                    f"{w.proc.returncode}); its error is on stderr") from None
-                        # the worker died (out of memory, a crash in C): its current job failed
-                        if w.queue:
+                        # it died (out of memory, a crash in C, killed): the job it was running failed;
+                        # a worker that died before it took its chunk (killed while idle) failed none
+                        if w.acked and w.queue:
                             index = w.queue.popleft()
                             out[index] = CheckFailed(f"checking worker died (exit code {w.proc.poll()})")
                         requeue(w)

@@ -146,3 +146,16 @@ def test_a_worker_killed_from_outside_is_replaced(acc):
     time.sleep(0.2)
     golds = [str(k) for k in range(6)]
     assert acc(["q"] * 6, [f"\\boxed{{{g}}}" for g in golds], solution=golds) == [1.0] * 6
+
+
+def test_workers_killed_before_they_are_ready_are_replaced(acc):
+    import signal
+
+    values, _, _ = call_with_hang(acc)  # the stuck worker's replacement is still importing math-verify
+    assert values == [1.0, None, 0.0]
+    pids = worker_pids()
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    golds = [str(k) for k in range(6)]
+    assert acc(["q"] * 6, [f"\\boxed{{{g}}}" for g in golds], solution=golds) == [1.0] * 6
