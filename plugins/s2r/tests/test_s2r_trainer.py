@@ -12,7 +12,7 @@ from rewardkit_s2r.parse import format_trajectory
 
 from rewardkit import get_hook, get_reward
 from rewardkit.testing import tiny_grpo_config, tiny_prompt_dataset
-from rewardkit.trl import HOOK_STATE_FILE, TrainerHook, build_trainer
+from rewardkit.trl import TrainerHook, build_trainer, read_hook_state
 
 # group baselines of this batch (test_s2r_rewards.py derives them by hand)
 EXPECTED = [[-0.5, 2 / 3, 1.0, 0.0], [1.5, 0.0], [-0.5, -4 / 3], [-0.5, 2 / 3, -1.0, 0.0]]
@@ -137,7 +137,7 @@ def test_grpo_training_checkpoints_and_resumes_the_baseline_table(tmp_path, tiny
     assert spy.advantages[0].dim() == 2
     n_per_rollout = 4  # 4 completions, each at least one action with context ""
     assert hook.table.counts[""] == 2 * n_per_rollout
-    saved = torch.load(os.path.join(out, "checkpoint-1", HOOK_STATE_FILE), weights_only=False)
+    saved = read_hook_state(os.path.join(out, "checkpoint-1"))
     assert saved["s2r.process_advantage"]["table"]["counts"][""] == n_per_rollout
     assert saved["s2r.process_advantage"]["rollouts"] == 1
     # second rollout used the table of the first: baseline("") = mean of the first rollout's first actions
