@@ -76,11 +76,7 @@ def start(max_batch_rows: int):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen([sys.executable, __file__, "--serve-child", str(port), str(max_batch_rows)], env=env)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(url, proc, seconds=120)
-    except RuntimeError:
-        proc.kill()
-        raise
+    wait_for_health(url, proc, seconds=120)
     return proc, url
 
 

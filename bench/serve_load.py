@@ -80,11 +80,7 @@ def start() -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, __file__, "--serve-child", str(port)], env=env)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(url, proc, seconds=120)
-    except RuntimeError:
-        proc.kill()
-        raise
+    wait_for_health(url, proc, seconds=120)
     return proc, url
 
 

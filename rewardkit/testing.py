@@ -259,7 +259,8 @@ def free_port() -> int:
 def wait_for_health(url: str, proc: Any = None, *, seconds: float = 90) -> None:
     """Wait until ``GET url/health`` answers 200; fail early when the server process ``proc`` exits.
 
-    Raises ``RuntimeError`` with the process's output (when it was piped) on exit or time-out.
+    Raises ``RuntimeError`` with the process's output (when it was piped) on exit or time-out; a
+    server that never answered is killed first, so a failed start leaves nothing running.
     """
     import time
 
@@ -276,7 +277,27 @@ def wait_for_health(url: str, proc: Any = None, *, seconds: float = 90) -> None:
             out = proc.stdout.read() if getattr(proc, "stdout", None) else ""
             raise RuntimeError(f"the server at {url} exited with {proc.returncode} before answering:\n{out}")
         time.sleep(0.2)
+    if proc is not None:
+        proc.kill()
     raise RuntimeError(f"the server at {url} did not answer /health within {seconds:.0f} s")
+
+
+def write_plugin_distribution(folder: str | Path, module: str, source: str, *, entry_point: str | None = None,
+                              version: str = "0.0.1") -> Path:
+    """Write an installed-looking plugin into ``folder``: ``<module>.py`` plus a dist-info whose
+    ``rewardkit`` entry point names it, so that ``importlib.metadata`` (and so the registry, and a
+    ``rewardkit`` subprocess with ``folder`` on ``PYTHONPATH``) finds it like any pip-installed plugin."""
+    import textwrap
+
+    folder = Path(folder)
+    dist = module.replace("_", "-")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{module}.py").write_text(textwrap.dedent(source))
+    info = folder / f"{module}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[rewardkit]\n{entry_point or module} = {module}\n")
+    return folder
 
 
 class LogCapture:

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 import rewardkit
 from rewardkit import hookimpl, plugins
 from rewardkit.builtin_rewards import BoxedFormat
+from rewardkit.testing import write_plugin_distribution
 
 GOOD = """
     from rewardkit import hookimpl
@@ -33,13 +33,7 @@ def dists(tmp_path, monkeypatch):
     folder.mkdir()
 
     def make(name: str, module_source: str) -> Path:
-        mod = f"rkiso_{name}"
-        (folder / f"{mod}.py").write_text(textwrap.dedent(module_source))
-        info = folder / f"rkiso_{name}-0.0.1.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: rkiso-{name}\nVersion: 0.0.1\n")
-        (info / "entry_points.txt").write_text(f"[rewardkit]\niso_{name} = {mod}\n")
-        return folder
+        return write_plugin_distribution(folder, f"rkiso_{name}", module_source, entry_point=f"iso_{name}")
 
     monkeypatch.syspath_prepend(str(folder))
     make.folder = folder

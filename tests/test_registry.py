@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import re
 import sys
-import textwrap
 from pathlib import Path
 
 import pluggy
@@ -14,6 +13,7 @@ import pytest
 import rewardkit
 from rewardkit import hookimpl, hookspecs, plugins
 from rewardkit.reward import Reward, Sample
+from rewardkit.testing import write_plugin_distribution
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,12 +157,7 @@ def fake_dists(tmp_path, monkeypatch):
     """Write real distributions (dist-info + module) on sys.path, found by importlib.metadata."""
 
     def make(name: str, module_source: str) -> None:
-        mod = f"rkfake_{name}"
-        (tmp_path / f"{mod}.py").write_text(textwrap.dedent(module_source))
-        info = tmp_path / f"rkfake_{name}-0.0.1.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: rkfake-{name}\nVersion: 0.0.1\n")
-        (info / "entry_points.txt").write_text(f"[rewardkit]\nfake_{name} = {mod}\n")
+        write_plugin_distribution(tmp_path, f"rkfake_{name}", module_source, entry_point=f"fake_{name}")
 
     monkeypatch.syspath_prepend(str(tmp_path))
     yield make

@@ -9,13 +9,13 @@ import random
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
 from rewardkit.cli import main
+from rewardkit.testing import write_plugin_distribution
 
 SLOW_PLUGIN = """
     import os
@@ -235,14 +235,7 @@ def test_id_column_must_identify_every_row_once(tmp_path, capsys):
 
 @pytest.fixture
 def slow_plugin(tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "rkslow.py").write_text(textwrap.dedent(SLOW_PLUGIN))
-    info = site / "rkslow-0.0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: rkslow\nVersion: 0.0.1\n")
-    (info / "entry_points.txt").write_text("[rewardkit]\nslow = rkslow\n")
-    return site
+    return write_plugin_distribution(tmp_path / "site", "rkslow", SLOW_PLUGIN, entry_point="slow")
 
 
 def cli(site: Path, log: Path, *args: str) -> subprocess.Popen:
