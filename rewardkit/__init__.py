@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib.metadata import version as _version
+
+__version__ = _version("rewardkit")  # the version lives in pyproject.toml alone
 
 from rewardkit.compose import RewardSet, compose, compose_from_yaml
 from rewardkit.hookspecs import hookimpl

@@ -9,11 +9,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
-    python -m pip install -q "torch==2.13.0"
-else
-    python -m pip install -q "torch==2.13.0"  # the CPU build on CPU-only machines
-fi
+# pinned: an unpinned torch pulls a multi-GB CUDA build; this index serves the CPU build here
+python -m pip install -q "torch==2.13.0"
 plugin_args=(-e examples/plugin-template)
 for d in plugins/*/; do
     [ -f "$d/pyproject.toml" ] && plugin_args+=(-e "$d")

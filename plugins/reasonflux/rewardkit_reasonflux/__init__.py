@@ -8,7 +8,9 @@ Rewards: ``reasonflux.quality``, ``reasonflux.coherence``, ``reasonflux.alignmen
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib.metadata import version as _version
+
+__version__ = _version("rewardkit-reasonflux")  # the version lives in pyproject.toml alone
 
 from rewardkit_reasonflux.embed import Embedder, default_encoder_path
 from rewardkit_reasonflux.judge import (

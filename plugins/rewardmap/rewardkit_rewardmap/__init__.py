@@ -3,4 +3,6 @@
 from rewardkit_rewardmap.rewards import MapReward, PlusReward, RouteReward
 
 __all__ = ["MapReward", "PlusReward", "RouteReward"]
-__version__ = "0.1.0"
+from importlib.metadata import version as _version
+
+__version__ = _version("rewardkit-rewardmap")  # the version lives in pyproject.toml alone
