@@ -300,6 +300,18 @@ def write_plugin_distribution(folder: str | Path, module: str, source: str, *, e
     return folder
 
 
+class CraftedPickle:
+    """Unpickling this creates the file ``marker``: what a tampered checkpoint would do to a plain
+    ``torch.load``. Save it inside a checkpoint file and assert that loading refuses it and that
+    ``marker`` does not exist afterwards."""
+
+    def __init__(self, marker: str | Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 class LogCapture:
     """Collects TRL ``log_metric`` / ``log_extra`` calls like the trainer would."""
 

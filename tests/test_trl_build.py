@@ -9,7 +9,7 @@ import torch
 from trl import GRPOTrainer, RLOOTrainer
 
 import rewardkit
-from rewardkit.testing import tiny_grpo_config, tiny_prompt_dataset
+from rewardkit.testing import CraftedPickle, tiny_grpo_config, tiny_prompt_dataset
 from rewardkit.trl import HOOK_STATE_FILE, TrainerHook, TRLCompatError, build_trainer, check_trl_compat
 
 
@@ -193,16 +193,6 @@ def test_hook_state_that_cannot_be_saved_is_a_clear_error(tmp_path, bad, where):
     assert not (tmp_path / HOOK_STATE_FILE).exists()
 
 
-class _Payload:
-    """Unpickling this creates the marker file: what a crafted checkpoint would do."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 @pytest.mark.parametrize("target", ["legacy", "tensors"])
 def test_crafted_pickle_in_a_checkpoint_does_not_run(tmp_path, target):
     from rewardkit.trl import HookStateError, load_hook_state
@@ -211,7 +201,7 @@ def test_crafted_pickle_in_a_checkpoint_does_not_run(tmp_path, target):
     marker = tmp_path / "pwned"
     # the payload is live: an unsafe load runs it
     live = tmp_path / "live.pt"
-    torch.save({"x": _Payload(marker)}, live)
+    torch.save({"x": CraftedPickle(marker)}, live)
     torch.load(live, weights_only=False)
     assert marker.exists()
     marker.unlink()
@@ -219,10 +209,10 @@ def test_crafted_pickle_in_a_checkpoint_does_not_run(tmp_path, target):
     ckpt = tmp_path / "checkpoint-2"
     ckpt.mkdir()
     if target == "legacy":
-        torch.save({"example.rollout_counter": {"rollouts": _Payload(marker)}}, ckpt / LEGACY_HOOK_STATE_FILE)
+        torch.save({"example.rollout_counter": {"rollouts": CraftedPickle(marker)}}, ckpt / LEGACY_HOOK_STATE_FILE)
     else:
         save_hook_state({"example.rollout_counter": {"rollouts": 2, "t": torch.ones(1)}}, str(ckpt))
-        torch.save({"0": _Payload(marker)}, ckpt / HOOK_TENSORS_FILE)
+        torch.save({"0": CraftedPickle(marker)}, ckpt / HOOK_TENSORS_FILE)
     with pytest.raises(HookStateError, match="will not unpickle it"):
         load_hook_state([rewardkit.get_hook("example.rollout_counter")], str(ckpt))
     assert not marker.exists()

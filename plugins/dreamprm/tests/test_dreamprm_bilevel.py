@@ -9,6 +9,8 @@ import pytest
 import torch
 from _dreamprm_util import gen_prm, small_toy, trainer, v1_prm
 
+from rewardkit.testing import CraftedPickle
+
 
 def _warm(tr, steps=4):
     tr.train(max_steps=steps)
@@ -116,16 +118,6 @@ def test_zero3_is_refused_clearly():
                                          "trainer.py")).read()
 
 
-class _Payload:
-    """Unpickling this creates a file: what a tampered checkpoint would do with a plain torch.load."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
 def test_checkpoint_state_is_json_plus_tensors_and_a_crafted_pickle_is_refused(tmp_path):
     from rewardkit.trl import HookStateError
 
@@ -143,7 +135,7 @@ def test_checkpoint_state_is_json_plus_tensors_and_a_crafted_pickle_is_refused(t
     assert again.global_step == 1 and torch.equal(again.weights.raw, tr.weights.raw)
     # a payload that runs code on unpickling is refused, and did not run
     marker = tmp_path / "pwned"
-    torch.save({"t0": _Payload(str(marker))}, ckpt / "dreamprm_state.pt")
+    torch.save({"t0": CraftedPickle(str(marker))}, ckpt / "dreamprm_state.pt")
     fresh = trainer(v1_prm(seed=6), toy, unroll_steps=1)
     with pytest.raises(HookStateError, match="will not unpickle"):
         fresh.load_checkpoint(str(ckpt))
