@@ -21,6 +21,7 @@ from rewardkit.reward import (
     Sample,
     StepScores,
 )
+from rewardkit.trajectory import step_token_ends, token_char_ends
 
 __all__ = [
     "STEP_SCORES",
@@ -43,4 +44,6 @@ __all__ = [
     "list_hooks",
     "list_plugins",
     "list_rewards",
+    "step_token_ends",
+    "token_char_ends",
 ]

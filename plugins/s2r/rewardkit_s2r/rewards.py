@@ -2,9 +2,10 @@
 
 Process rewards (paper §2.3.2): every attempt s_j gets +1 when its boxed answer is correct, else
 −1; every verification v_j gets +1 when its parsed verdict equals the true correctness of s_j,
-else −1. The per-action rewards and their character spans go to ``last_step_scores``; the
-``s2r.process_advantage`` trainer hook turns them into token-level advantages with the reward
-context baselines. Flags reproduce the released code's variants:
+else −1. Each call shares its rows' :class:`ScoredTrajectory` (code mode: ``CodeRollout``) as
+``reward.last_call.detail(SCORED)`` and the per-action rewards with their character spans as
+``last_step_scores``; the ``s2r.process_advantage`` trainer hook turns them into token-level
+advantages with the reward context baselines. Flags reproduce the released code's variants:
 
 * ``bonus=True``: the advantage (R − b) of a retry whose correctness differs from the previous
   attempt, and of a verification of a correct attempt, is doubled (stored as action weights);
@@ -24,12 +25,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewardkit.reward import Batch, ProcessReward, Reward, RewardInputError, Sample, StepScores
+from rewardkit import Batch, ProcessReward, Reward, RewardInputError, Sample, StepScores
 from rewardkit_s2r.code import CodeRollout, code_rollout
 from rewardkit_s2r.grading import Grader
 from rewardkit_s2r.parse import Markers, S2RTrajectory, get_markers, parse
 
 MODES = ("default", "code")
+# the detail each S²R reward shares per row: its ScoredTrajectory (code mode: CodeRollout), or None
+SCORED = "s2r.scored"
 
 
 @dataclass
@@ -179,7 +182,11 @@ class _S2RBase:
             eos_token_ids = [eos_token_ids]
         self.eos_token_ids = None if eos_token_ids is None else [int(t) for t in eos_token_ids]
         self._marker_ids: tuple[list[int], list[int]] | None = None
-        self.last_details: list[Any] = []
+
+    @property
+    def last_details(self) -> list[Any]:
+        """Each row's scored trajectory in the last call: ``last_call.detail(SCORED)`` (read-only)."""
+        return self.last_call.detail(SCORED)
 
     def _gold(self, batch: Batch) -> list[Any]:
         if self.gold_column not in batch.columns:
@@ -190,20 +197,21 @@ class _S2RBase:
 
     def _score_rows(self, batch: Batch, score_one: Callable[[int, Any], Any],
                     value_of: Callable[[Any], Any]) -> list[Any]:
-        """Score every row that has a gold answer; ``last_details`` stays aligned with the rows
-        (None for a row without gold, with an undecided grade, or that the code cannot split)."""
+        """Score every row that has a gold answer and share the scored rows as ``SCORED`` (None for a
+        row without gold, with an undecided grade, or that the code cannot split)."""
         golds = self._gold(batch)
-        self.last_details = self.each_row(
+        details = self.each_row(
             batch, lambda i: None if golds[i] is None or not str(golds[i]).strip() else score_one(i, golds[i]))
-        return [None if s is None else value_of(s) for s in self.last_details]
+        batch.share(SCORED, details)
+        return [None if s is None else value_of(s) for s in details]
 
-    def _log_behaviour(self, batch: Batch) -> None:
-        log_metric = batch.context.log_metric
-        if log_metric is None or not self.log_behaviour:
+    def log_components(self, batch: Batch) -> None:
+        if not self.log_behaviour:
             return
-        metrics = code_metrics(self.last_details) if self.mode == "code" else trajectory_metrics(self.last_details)
+        details = batch.details.get(SCORED, [])
+        metrics = code_metrics(details) if self.mode == "code" else trajectory_metrics(details)
         for key, value in metrics.items():
-            log_metric(f"s2r/{key}", float(value))
+            batch.log_metric(f"s2r/{key}", float(value))
 
     # -- truncation ------------------------------------------------------------------------------
     def _truncated(self, batch: Batch, i: int, needed: bool) -> bool:
@@ -258,10 +266,7 @@ class _S2RBase:
             raise RewardInputError(f"reward {self.name!r}: answer_column {self.answer_column!r} is not among the "
                                    f"columns {sorted(batch.columns)}")
 
-
-
-
-class S2ROutcome(_S2RBase, Reward):
+class S2ROutcomeReward(_S2RBase, Reward):
     """``+1`` when the trajectory's last attempt is correct, else ``−1`` (paper §2.3.1).
 
     Use it with TRL's RLOOTrainer (leave-one-out baseline, KL in the reward), or GRPOTrainer with
@@ -307,16 +312,13 @@ class S2ROutcome(_S2RBase, Reward):
             return None
         return self.positive if s.final_correct else self.negative
 
-    def log_components(self, batch: Batch) -> None:
-        self._log_behaviour(batch)
 
-
-class S2RProcess(_S2RBase, ProcessReward):
+class S2RProcessReward(_S2RBase, ProcessReward):
     """Per-action rewards of S²R's process-level RL (``kind="process"``).
 
-    ``last_step_scores[i]`` holds the action rewards and spans of row ``i``; ``last_details[i]``
-    the full :class:`ScoredTrajectory` (code mode: :class:`~rewardkit_s2r.code.CodeRollout`) for the
-    advantage hook.
+    ``last_step_scores[i]`` holds the action rewards and spans of row ``i``;
+    ``last_call.detail(SCORED)[i]`` the full :class:`ScoredTrajectory` (code mode:
+    :class:`~rewardkit_s2r.code.CodeRollout`) for the advantage hook.
 
     Args:
         reducer: the scalar TRL sees when no advantage hook is attached (default ``mean``).
@@ -373,13 +375,3 @@ class S2RProcess(_S2RBase, ProcessReward):
                                              truncated_penalty=self.truncated_penalty),
             lambda s: StepScores([self.negative if k == s.penalised else r for k, r in enumerate(s.rewards)],
                                  s.spans))
-
-    def __call__(self, prompts, completions, completion_ids=None, **kwargs):
-        self.last_details = []
-        values = super().__call__(prompts, completions, completion_ids, **kwargs)
-        if len(self.last_details) != len(values):
-            self.last_details = [None] * len(values)
-        return values
-
-    def log_components(self, batch: Batch) -> None:
-        self._log_behaviour(batch)
