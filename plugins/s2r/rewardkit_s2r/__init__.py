@@ -5,6 +5,7 @@
 * :mod:`rewardkit_s2r.rewards` — the reward classes; :mod:`rewardkit_s2r.hooks` — the hook classes;
 * :mod:`rewardkit_s2r.config` — trainer and reward/hook presets (``grpo_kwargs``, ``rloo_kwargs``, ...);
 * :mod:`rewardkit_s2r.parse` — trajectory format, parser on text and token ids;
+* :mod:`rewardkit_s2r.scoring` — per-action rewards and behaviour metrics of a trajectory;
 * :mod:`rewardkit_s2r.grading` — attempt correctness; :mod:`rewardkit_s2r.advantages` — the advantage math;
 * :mod:`rewardkit_s2r.code` — the released code's scoring (``mode="code"``);
 * :mod:`rewardkit_s2r.sft` — the stage-1 SFT collator with the action mask;
@@ -23,8 +24,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     **{n: ("rewardkit_s2r.config", n) for n in ("grpo_kwargs", "rloo_kwargs", "reward_kwargs", "hook_kwargs")},
     **{n: ("rewardkit_s2r.parse", n) for n in ("Action", "Markers", "S2RTrajectory", "format_trajectory", "parse",
                                                 "parse_verdict", "split_token_ids")},
-    **{n: ("rewardkit_s2r.rewards", n) for n in ("SCORED", "S2ROutcomeReward", "S2RProcessReward",
-                                                  "ScoredTrajectory", "score_trajectory", "trajectory_metrics")},
+    **{n: ("rewardkit_s2r.rewards", n) for n in ("SCORED", "S2ROutcomeReward", "S2RProcessReward")},
+    **{n: ("rewardkit_s2r.scoring", n) for n in ("ScoredTrajectory", "score_trajectory", "trajectory_metrics")},
     **{n: ("rewardkit_s2r.hooks", n) for n in ("S2RProcessAdvantageHook", "S2ROutcomeRLOOHook")},
     "BaselineTable": ("rewardkit_s2r.advantages", "BaselineTable"),
     **{n: ("rewardkit_s2r.sft", n) for n in ("S2RSFTCollator", "s2r_token_mask")},

@@ -18,7 +18,7 @@ from typing import Any
 
 from rewardkit import step_token_ends
 from rewardkit_s2r.code import CodeRollout
-from rewardkit_s2r.rewards import ScoredTrajectory
+from rewardkit_s2r.scoring import ScoredTrajectory
 
 
 class BaselineTable:

@@ -46,7 +46,8 @@ from rewardkit_s2r.advantages import (
 )
 from rewardkit_s2r.code import CODE_CONTEXT_KEYS, CodeRollout
 from rewardkit_s2r.parse import split_token_ids
-from rewardkit_s2r.rewards import SCORED, S2RProcessReward, ScoredTrajectory
+from rewardkit_s2r.rewards import SCORED, S2RProcessReward
+from rewardkit_s2r.scoring import ScoredTrajectory
 
 
 class S2RProcessAdvantageHook(TrainerHook):

@@ -8,7 +8,8 @@ import pytest
 from _s2r_group import GOLD, GROUP
 from rewardkit_s2r.advantages import BaselineTable, action_advantages, group_baselines
 from rewardkit_s2r.hooks import S2RProcessAdvantageHook
-from rewardkit_s2r.rewards import SCORED, trajectory_metrics
+from rewardkit_s2r.rewards import SCORED
+from rewardkit_s2r.scoring import trajectory_metrics
 
 from rewardkit import RewardInputError, get_reward, list_hooks, list_rewards
 
