@@ -20,10 +20,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# eager, and light (only the standard library): the function ``parse`` shares its name with the module
+# ``rewardkit_s2r.parse``, which a lazy name would lose to once the module is imported
+from rewardkit_s2r.parse import parse as parse
+
 _LAZY: dict[str, tuple[str, str]] = {
     **{n: ("rewardkit_s2r.config", n) for n in ("grpo_kwargs", "rloo_kwargs", "reward_kwargs", "hook_kwargs")},
-    **{n: ("rewardkit_s2r.parse", n) for n in ("Action", "Markers", "S2RTrajectory", "format_trajectory", "parse",
-                                                "parse_verdict", "split_token_ids")},
+    **{n: ("rewardkit_s2r.parse", n) for n in ("Action", "Markers", "S2RTrajectory", "format_trajectory", "parse_verdict",
+                                                "split_token_ids")},
     **{n: ("rewardkit_s2r.rewards", n) for n in ("SCORED", "S2ROutcomeReward", "S2RProcessReward")},
     **{n: ("rewardkit_s2r.scoring", n) for n in ("ScoredTrajectory", "score_trajectory", "trajectory_metrics")},
     **{n: ("rewardkit_s2r.hooks", n) for n in ("S2RProcessAdvantageHook", "S2ROutcomeRLOOHook")},
@@ -38,7 +42,7 @@ _LAZY: dict[str, tuple[str, str]] = {
                                                   "PAPER_GRPO_OUTCOME", "PAPER_GRPO_PROCESS", "PAPER_RLOO_OUTCOME")},
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted([*_LAZY, "parse"])
 
 
 def __getattr__(name: str) -> Any:

@@ -49,3 +49,7 @@ def test_old_names_still_resolve():
     assert configs.CODE_PROCESS_HOOK["context_keys"] == "code" and configs.PAPER_RLOO_OUTCOME["beta"] == 0.01
     with pytest.raises(AttributeError):
         rewardkit_s2r.no_such_name  # noqa: B018
+    # the function parse, not the module of the same name (already imported by the rewards above)
+    from rewardkit_s2r import parse
+
+    assert callable(parse) and [a.kind for a in parse("\\boxed{1}").actions] == ["solve"]
