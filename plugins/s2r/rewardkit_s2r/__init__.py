@@ -9,6 +9,7 @@
 * :mod:`rewardkit_s2r.grading` — attempt correctness; :mod:`rewardkit_s2r.advantages` — the advantage math;
 * :mod:`rewardkit_s2r.code` — the released code's scoring (``mode="code"``);
 * :mod:`rewardkit_s2r.sft` — the stage-1 SFT collator with the action mask;
+* :mod:`rewardkit_s2r.evaluation` — greedy trajectories on held-out questions, behaviour metrics;
 * :mod:`rewardkit_s2r.stage0` — stage-0 data construction (``rewardkit s2r-data``);
 * :mod:`rewardkit_s2r.backends` — local-model and OpenAI-compatible generation backends.
 
@@ -32,6 +33,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     **{n: ("rewardkit_s2r.scoring", n) for n in ("ScoredTrajectory", "score_trajectory", "trajectory_metrics")},
     **{n: ("rewardkit_s2r.hooks", n) for n in ("S2RProcessAdvantageHook", "S2ROutcomeRLOOHook")},
     "BaselineTable": ("rewardkit_s2r.advantages", "BaselineTable"),
+    "evaluate_policy": ("rewardkit_s2r.evaluation", "evaluate_policy"),
     **{n: ("rewardkit_s2r.sft", n) for n in ("S2RSFTCollator", "s2r_token_mask")},
     # old names (documented before the plugin contract)
     "S2ROutcome": ("rewardkit_s2r.rewards", "S2ROutcomeReward"),

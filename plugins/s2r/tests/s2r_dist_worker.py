@@ -12,7 +12,7 @@ from rewardkit_s2r.parse import format_trajectory
 from rewardkit_s2r.rewards import SCORED
 
 from rewardkit import get_reward
-from rewardkit.recipes import end_run
+from rewardkit.trl import end_run
 
 acc = Accelerator(cpu=True)
 rank = acc.process_index
