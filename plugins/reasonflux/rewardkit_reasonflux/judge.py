@@ -145,20 +145,13 @@ class OpenAIBackend(JudgeBackend, OpenAITextModel):
 
 
 def make_backend(spec: Any) -> TextModel:
-    """A judge from a text model, a callable, a dict ``{"type": "transformers"|"openai", ...}`` or a
-    spec string (:func:`rewardkit.text_model`)."""
-    if isinstance(spec, TextModel):
-        return spec
-    if isinstance(spec, dict):
-        kinds = {"transformers": TransformersBackend, "hf": TransformersBackend, "openai": OpenAIBackend,
-                 "http": OpenAIBackend}
-        params = dict(spec)
-        kind = params.pop("type", None)
-        if kind not in kinds:
-            raise ValueError(f"judge backend type must be 'transformers' or 'openai', got {kind!r}")
-        return kinds[kind](**params)
-    if callable(spec) and not isinstance(spec, (str, os.PathLike)):
+    """A judge from a text model, a callable, a spec string or a dict ``{"type": "transformers"|"openai",
+    ...}`` (:func:`rewardkit.text_model`), with 64 answer tokens and the key in ``$OPENAI_API_KEY`` by default."""
+    if callable(spec) and not isinstance(spec, TextModel):
         return CallableBackend(spec)
+    if isinstance(spec, dict):
+        defaults = {"api_key_env": "OPENAI_API_KEY"} if spec.get("type") in ("openai", "http") else {}
+        return text_model({"max_tokens": 64, **defaults, **spec})
     return text_model(spec, max_tokens=64)
 
 
