@@ -33,7 +33,7 @@ class PRMReward(ProcessReward):
     with ``think=True`` only the ``<think>`` part is split when there is one), the scorer gives
     one score per step, and ``reducer`` turns them into TRL's scalar. Per-step scores and the
     character span of each step stay in :attr:`last_step_scores` for trainer hooks such as
-    ``process_advantage``; the texts they index into stay in :attr:`last_texts`.
+    ``prm.process_advantage``; the texts they index into stay in :attr:`last_texts`.
 
     Args:
         scorer: a :class:`StepScorer`, or a dict ``{"backend": "tagged", "model": path, ...}``.

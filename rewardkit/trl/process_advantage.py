@@ -125,7 +125,7 @@ class ProcessAdvantageHook(TrainerHook):
     step scores, and running sums of the raw step rewards.
     """
 
-    name = "process_advantage"
+    name = "prm.process_advantage"
 
     def __init__(self, mode: str = "process_supervision", coef: float = 1.0, rewards: Sequence[str] | None = None,
                  normalize: str = "group", eps: float = 1e-4, sequence_level: bool = False) -> None:
