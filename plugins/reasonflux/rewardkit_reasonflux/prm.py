@@ -85,7 +85,7 @@ class ChatPrompt:
         return full.split(marker, 1)[1] if marker in full else ""
 
 
-class ReasonFluxPRM(ProcessReward):
+class ReasonFluxPRMReward(ProcessReward):
     """A ReasonFlux PRM as a reward (see the module docstring for interfaces and modes).
 
     Args:
@@ -333,6 +333,9 @@ class ReasonFluxPRM(ProcessReward):
         traj = [t for t in self.last_trajectory_scores if t is not None]
         if traj:
             log(f"{self.name}/trajectory_score_mean", sum(traj) / len(traj))
+
+
+ReasonFluxPRM = ReasonFluxPRMReward  # the documented name before the plugin contract (issue 14)
 
 
 def convert_scalar_checkpoint(causal_lm_dir: str | os.PathLike[str], reward_head: str | os.PathLike[str] | None,

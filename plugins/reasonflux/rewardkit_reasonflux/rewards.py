@@ -1,4 +1,4 @@
-"""ReasonFlux-PRM's reward signals as rewardkit rewards.
+"""Every reward of ReasonFlux-PRM (the classes the plugin registers).
 
 * ``reasonflux.coherence``  contrastive coherence of consecutive thinking steps (process)
 * ``reasonflux.alignment``  cosine of each thinking step with the final response (process)
@@ -6,6 +6,9 @@
 * ``reasonflux.step``       the three mixed per step by softmax-over-values weights (process)
 * ``reasonflux.trajectory`` template-guided verification: success rate of a policy that solves the
   question N times under a judge-written reasoning template (outcome)
+* ``reasonflux.prm``        a trained ReasonFlux PRM (:class:`ReasonFluxPRMReward`, defined in
+  :mod:`rewardkit_reasonflux.prm` beside its input encoding; re-exported here) (process)
+* ``reasonflux.rl``         the released GRPO worker's whole reward (:class:`ReleasedRLReward`) (outcome)
 
 All process rewards score the *thinking* steps (``<think>`` block, or see ``no_think``) and reduce
 them with ``reducer`` (default ``mean``, as in the paper's Eq. 11). A row with empty thinking has
@@ -16,29 +19,43 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from rewardkit.reward import Batch, ProcessReward, Reward, RewardInputError, StepScores
+from rewardkit_reasonflux import official
 from rewardkit_reasonflux.components import (
     AlignTarget,
     FirstStep,
+    JudgeAnswerError,
     NegativeBank,
+    OnMalformed,
     StepValues,
     alignment_values,
+    build_judge,
     coherence_values,
+    quality_values,
     softmax_combine,
 )
+from rewardkit_reasonflux.config import OFFICIAL_BETA
 from rewardkit_reasonflux.embed import DEFAULT_BATCH_SIZE, Embedder, make_embedder
-from rewardkit_reasonflux.judge import CachedGenerator, Judge, load_template, render
+from rewardkit_reasonflux.judge import CachedGenerator, load_template, render
+from rewardkit_reasonflux.prm import ReasonFluxPRM, ReasonFluxPRMReward
 from rewardkit_reasonflux.sample import ReasonSample, SampleParser
 
+__all__ = [
+    "AlignmentReward",
+    "CoherenceReward",
+    "JudgeAnswerError",
+    "QualityReward",
+    "ReasonFluxPRM",
+    "ReasonFluxPRMReward",
+    "ReasonFluxStepReward",
+    "ReleasedRLReward",
+    "StepReward",
+    "TrajectoryReward",
+]
+
 COMPONENTS = ("alignment", "quality", "coherence")
-OnMalformed = Literal["none", "skip_step", "raise"]
-
-
-class JudgeAnswerError(ValueError):
-    """The judge answered something that is not a score (raised with ``on_malformed="raise"``)."""
-
 
 def _mean(xs: Sequence[float]) -> float:
     return float(sum(xs) / len(xs)) if xs else float("nan")
@@ -187,58 +204,6 @@ class AlignmentReward(_EmbeddingMixin, ReasonFluxStepReward):
 
 
 # -- judge reward -----------------------------------------------------------------------------------
-
-def _previous(steps: Sequence[str], t: int, max_chars: int | None) -> str:
-    if t == 0:
-        return "(none: this is the first step)"
-    text = "\n\n".join(steps[:t])
-    if max_chars is not None and len(text) > max_chars:
-        text = "[... earlier steps omitted ...]\n\n" + text[-max_chars:]
-    return text
-
-
-def build_judge(judge: Any, *, template: str, scale: float, max_tokens: int, choices: Any,
-                cache_path: str | None, what: str) -> Judge:
-    if judge is None:
-        raise ValueError(f"{what} needs an expert judge: judge=<a JudgeBackend, a local model path, "
-                         "a dict {'type': 'openai', 'base_url': ..., 'model': ...}, or a callable>")
-    if isinstance(judge, Judge):
-        return judge
-    return Judge(judge, template=template, scale=scale, max_tokens=max_tokens, choices=choices,
-                 cache_path=cache_path)
-
-
-def quality_values(samples: Sequence[ReasonSample | None], judge: Judge, *, max_context_chars: int | None,
-                   on_malformed: OnMalformed, stats: dict[str, Any]) -> list[StepValues | None]:
-    """Per-step judge grades in [0, 1]; all prompts of the batch go to the judge at once (deduplicated)."""
-    rows: list[dict[str, str]] = []
-    where: list[tuple[int, int]] = []
-    for i, s in enumerate(samples):
-        if s is None:
-            continue
-        steps = s.thinking_texts
-        for t, step in enumerate(steps):
-            rows.append({"question": s.question, "previous_steps": _previous(steps, t, max_context_chars),
-                         "step": step, "response": s.response or "(empty)"})
-            where.append((i, t))
-    scores = judge.score(rows) if rows else []
-    out: list[StepValues | None] = [None if s is None else [None] * len(s.thinking) for s in samples]
-    malformed = 0
-    for (i, t), v, answer in zip(where, scores, judge.last_answers if rows else []):
-        if v is None:
-            malformed += 1
-            if on_malformed == "raise":
-                raise JudgeAnswerError(f"judge answer is not a score in [0, 1] (scale {judge.scale:g}): "
-                                       f"{answer[:200]!r}")
-        row = out[i]
-        assert row is not None
-        row[t] = v
-    if on_malformed == "none":
-        out = [None if row is not None and any(v is None for v in row) else row for row in out]
-    stats["judge_malformed"] = stats.get("judge_malformed", 0) + malformed
-    stats["judge_calls"] = stats.get("judge_calls", 0) + len(rows)
-    return out
-
 
 class QualityReward(ReasonFluxStepReward):
     """r_t^qual = J(s_t | x, s_<t, a): an expert judge grades each thinking step in [0, 1].
@@ -506,3 +471,57 @@ class TrajectoryReward(Reward):
                 continue
             out[i] = float(sum(vals) / len(vals))  # type: ignore[arg-type]
         return out
+
+
+# -- the released RL reward ----------------------------------------------------------------------
+
+class ReleasedRLReward(Reward):
+    """The released GRPO worker's whole per-sample reward, as one reward function (``reasonflux.rl``).
+
+    ``float32(beta * PRM + (1 - beta) * rule)`` where PRM is ``reasonflux.prm`` in official mode and
+    rule is the released strict-box check (:func:`rewardkit_reasonflux.official.strict_box_score`:
+    the last ``\\boxed{}`` of the response's last 100 characters equals the gold string). Use it
+    alone (weight 1) to get the released numbers bit for bit; :func:`~rewardkit_reasonflux.config.grpo_mix`
+    lets TRL weight separate rewards instead (float32 sums, ``math.accuracy`` as the rule).
+
+    Args:
+        model: the PRM (path); beta: the PRM's share (released: 0.75).
+        gold_column: dataset column with the ground truth (compared as a string).
+        prm_params: further ``reasonflux.prm`` arguments (``policy_tokenizer``, ``max_length``, ...).
+    A row whose PRM score is None (the released code raises there) or whose gold is missing is None.
+    """
+
+    def __init__(self, *, model: Any = None, beta: float = OFFICIAL_BETA, gold_column: str = "solution",
+                 prm_params: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"beta must be in [0, 1], got {beta}")
+        params = dict(prm_params or {})
+        params["mode"] = "official"
+        self.prm = ReasonFluxPRMReward(model=model, name=f"{self.name or 'reasonflux.rl'}/prm", **params)
+        self.beta, self.gold_column = float(beta), gold_column
+        self.last_prm_scores: list[float | None] = []
+        self.last_rule_scores: list[float | None] = []
+
+    def score_batch(self, batch: Batch) -> list[float | None]:
+        if self.gold_column not in batch.columns:
+            raise RewardInputError(f"reward {self.name!r} needs gold answers in column {self.gold_column!r}; "
+                                   f"columns passed: {sorted(batch.columns) or 'none'}")
+        prm = self.prm.score_batch(batch)
+        golds = batch.columns[self.gold_column]
+        rule: list[float | None] = [None if (batch.skip[i] or golds[i] is None) else
+                                    official.strict_box_score(batch.texts[i], str(golds[i]))
+                                    for i in range(len(batch))]
+        self.last_prm_scores, self.last_rule_scores = prm, rule
+        return [None if p is None or r is None else official.released_mix(p, r, self.beta)
+                for p, r in zip(prm, rule)]
+
+    def log_components(self, batch: Batch) -> None:
+        log = batch.context.log_metric
+        if log is None:
+            return
+        self.prm.log_components(batch)
+        for key, vals in (("prm", self.last_prm_scores), ("rule", self.last_rule_scores)):
+            got = [v for v in vals if v is not None]
+            if got:
+                log(f"{self.name}/{key}_mean", sum(got) / len(got))
