@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from rewardkit.reward import Batch, ProcessReward, Reward, RewardInputError, StepScores
+from rewardkit import Batch, ProcessReward, Reward, RewardInputError, StepScores, get_reward
 from rewardkit_reasonflux import official
 from rewardkit_reasonflux.components import (
     AlignTarget,
@@ -106,24 +106,21 @@ class ReasonFluxStepReward(ProcessReward):
             else:
                 kept = [(val, step.span) for val, step in zip(v, s.thinking) if val is not None]
                 out.append(StepScores([k[0] for k in kept], [k[1] for k in kept]))
-        batch._reasonflux_stats = stats  # type: ignore[attr-defined]
+        batch.extras["stats"] = stats
         return out
 
     def log_components(self, batch: Batch) -> None:
-        stats: dict[str, Any] = getattr(batch, "_reasonflux_stats", {})
+        stats: dict[str, Any] = batch.extras.get("stats", {})
         for key, value in stats.items():
             if isinstance(value, int):
                 self.counters[key] += value
-        log = batch.context.log_metric
-        if log is None:
-            return
         for key, value in sorted(stats.items()):
             if isinstance(value, int):
-                log(f"rewardkit/{self.name}/{key}", float(value))
+                batch.log_metric(f"rewardkit/{self.name}/{key}", float(value))
             elif isinstance(value, list):  # per-step values of a component or weight: log their mean
                 finite = [x for x in value if x is not None and math.isfinite(x)]
                 if finite:
-                    log(f"{self.name}/{key}_mean", _mean(finite))
+                    batch.log_metric(f"{self.name}/{key}_mean", _mean(finite))
 
 
 # -- embedding rewards ----------------------------------------------------------------------------
@@ -298,7 +295,6 @@ class StepReward(_EmbeddingMixin, ReasonFluxStepReward):
         self.tau, self.num_negatives, self.include_positive = tau, num_negatives, include_positive
         self.first_step, self.bank_size, self.seed, self.target = first_step, bank_size, seed, target
         self._lazy_bank: NegativeBank | None = None
-        self.last_components: list[dict[str, StepValues | None] | None] = []
 
     def component_values(self, samples: list[ReasonSample | None],
                          stats: dict[str, Any]) -> dict[str, list[StepValues | None]]:
@@ -336,14 +332,14 @@ class StepReward(_EmbeddingMixin, ReasonFluxStepReward):
         result: list[StepValues | None] = []
         per_comp: dict[str, list[float]] = {c: [] for c in self.components}
         per_weight: dict[str, list[float]] = {c: [] for c in self.components}
-        self.last_components = []
+        shared: list[dict[str, StepValues | None] | None] = []
         for i, s in enumerate(samples):
             if s is None:
                 result.append(None)
-                self.last_components.append(None)
+                shared.append(None)
                 continue
             rows = {c: comp[c][i] for c in self.components}
-            self.last_components.append(rows)
+            shared.append(rows)
             if any(v is None for v in rows.values()):
                 result.append(None)
                 continue
@@ -360,6 +356,7 @@ class StepReward(_EmbeddingMixin, ReasonFluxStepReward):
         for c in self.components:
             stats[c] = per_comp[c]
             stats[f"weight_{c}"] = per_weight[c]
+        batch.share("components", shared)  # each row's per-step values of every component
         return result
 
 
@@ -410,12 +407,8 @@ class TrajectoryReward(Reward):
         self.max_thinking_chars = max_thinking_chars
         self.parser = SampleParser(split=split, thinking_column=thinking_column, response_column=response_column,
                                    question_column=question_column, no_think=no_think)  # type: ignore[arg-type]
-        from rewardkit.builtin_rewards import MathAccuracy
-
-        self.accuracy = MathAccuracy(name=f"{self.name or 'reasonflux.trajectory'}/accuracy",
-                                     gold_column="gold", on_error="none")
-        self.last_templates: list[str | None] = []
-        self.last_solutions: list[list[str] | None] = []
+        self.accuracy = get_reward("math.accuracy", name=f"{self.name or 'reasonflux.trajectory'}/accuracy",
+                                   gold_column="gold", on_error="none")
 
     def _thinking(self, s: ReasonSample) -> str:
         text = "\n\n".join(s.thinking_texts) or "(none)"
@@ -442,10 +435,18 @@ class TrajectoryReward(Reward):
             if s is not None:
                 todo.append((i, s, str(gold)))
         out: list[float | None] = [None] * len(batch)
-        self.last_templates = [None] * len(batch)
-        self.last_solutions = [None] * len(batch)
-        if not todo:
-            return out
+        written: list[str | None] = [None] * len(batch)
+        solved: list[list[str] | None] = [None] * len(batch)
+        if todo:
+            self._solve(todo, out, written, solved)
+        # the judge's template and the policy's solutions of each row, for inspection
+        batch.share("templates", written)
+        batch.share("solutions", solved)
+        return out
+
+    def _solve(self, todo: list[tuple[int, ReasonSample, str]], out: list[float | None],
+               written: list[str | None], solved: list[list[str] | None]) -> None:
+        """Write a template per row, solve each question ``n`` times under it, fill the rows' success rates."""
         writer_prompts = [render(self.writer_template, question=s.question, thinking=self._thinking(s),
                                  response=s.response or "(empty)") for _, s, _ in todo]
         templates = [a[0].strip() for a in self.writer.generate(writer_prompts, max_tokens=self.template_max_tokens,
@@ -466,11 +467,10 @@ class TrajectoryReward(Reward):
         for (i, _, _), t, sols in zip(todo, templates, solutions):
             vals = correct[pos:pos + len(sols)]
             pos += len(sols)
-            self.last_templates[i], self.last_solutions[i] = t, list(sols)
+            written[i], solved[i] = t, list(sols)
             if any(v is None for v in vals):  # gold that does not parse: not a 0, the row does not apply
                 continue
             out[i] = float(sum(vals) / len(vals))  # type: ignore[arg-type]
-        return out
 
 
 # -- the released RL reward ----------------------------------------------------------------------
@@ -500,8 +500,6 @@ class ReleasedRLReward(Reward):
         params["mode"] = "official"
         self.prm = ReasonFluxPRMReward(model=model, name=f"{self.name or 'reasonflux.rl'}/prm", **params)
         self.beta, self.gold_column = float(beta), gold_column
-        self.last_prm_scores: list[float | None] = []
-        self.last_rule_scores: list[float | None] = []
 
     def score_batch(self, batch: Batch) -> list[float | None]:
         if self.gold_column not in batch.columns:
@@ -512,16 +510,14 @@ class ReleasedRLReward(Reward):
         rule: list[float | None] = [None if (batch.skip[i] or golds[i] is None) else
                                     official.strict_box_score(batch.texts[i], str(golds[i]))
                                     for i in range(len(batch))]
-        self.last_prm_scores, self.last_rule_scores = prm, rule
+        batch.share("prm_scores", prm)
+        batch.share("rule_scores", rule)
         return [None if p is None or r is None else official.released_mix(p, r, self.beta)
                 for p, r in zip(prm, rule)]
 
     def log_components(self, batch: Batch) -> None:
-        log = batch.context.log_metric
-        if log is None:
-            return
         self.prm.log_components(batch)
-        for key, vals in (("prm", self.last_prm_scores), ("rule", self.last_rule_scores)):
-            got = [v for v in vals if v is not None]
+        for key in ("prm", "rule"):
+            got = [v for v in batch.details.get(f"{key}_scores", []) if v is not None]
             if got:
-                log(f"{self.name}/{key}_mean", sum(got) / len(got))
+                batch.log_metric(f"{self.name}/{key}_mean", sum(got) / len(got))

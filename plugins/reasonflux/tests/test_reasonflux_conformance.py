@@ -138,13 +138,13 @@ def test_released_rl_reward_on_every_rule_case(tiny_prm_path):
     cases = RULE["cases"]
     values = r(["Ben has 5 stones and gets 9 more. How many?"] * len(cases), [c["input"]["solution"] for c in cases],
                solution=[c["input"]["ground_truth"] for c in cases])
-    assert r.last_rule_scores == [c["expected"] for c in cases]
-    assert all(p is not None for p in r.last_prm_scores)
-    assert values == [official.released_mix(p, c["expected"]) for p, c in zip(r.last_prm_scores, cases)]
+    prm_scores = r.last_call.detail("prm_scores")
+    assert r.last_call.detail("rule_scores") == [c["expected"] for c in cases]
+    assert all(p is not None for p in prm_scores)
+    assert values == [official.released_mix(p, c["expected"]) for p, c in zip(prm_scores, cases)]
     # each PRM score is the official reasonflux.prm score of that row alone
     prm = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), mode="official")
-    assert prm(["Ben has 5 stones and gets 9 more. How many?"], [cases[0]["input"]["solution"]]) == \
-        r.last_prm_scores[:1]
+    assert prm(["Ben has 5 stones and gets 9 more. How many?"], [cases[0]["input"]["solution"]]) == prm_scores[:1]
 
 
 E2E = json.loads((TABLES / "worker_end_to_end.json").read_text())
@@ -159,10 +159,10 @@ def test_worker_end_to_end(case, tiny_prm_path):
     r = rewardkit.get_reward("reasonflux.rl", model=str(tiny_prm_path),
                              prm_params={"max_length": inp["max_length"], "model_kwargs": {"dtype": "bfloat16"}})
     value = r([inp["prompt"]], [inp["response"]], solution=[inp["solution"]])[0]
-    assert r.last_rule_scores == [exp["rule"]]
+    assert r.last_call.detail("rule_scores") == [exp["rule"]]
     if "error" in exp:  # the released worker raises (separator cut off): a counted None here
-        assert r.last_prm_scores == [None] and value is None
+        assert r.last_call.detail("prm_scores") == [None] and value is None
         assert r.counters["official_error"] == 1
         return
-    assert r.last_prm_scores == [exp["prm"]]
+    assert r.last_call.detail("prm_scores") == [exp["prm"]]
     assert value == exp["reward"]

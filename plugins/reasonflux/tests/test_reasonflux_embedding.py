@@ -224,7 +224,7 @@ def test_step_mix_with_the_judge_quality_hand_computed():
         w = [math.exp(v) for v in vals]
         expect.append(sum(wi * v for wi, v in zip(w, vals)) / sum(w))
     assert got == pytest.approx(expect, abs=1e-6)
-    assert set(r.last_components[0]) == {"alignment", "quality", "coherence"}
+    assert set(r.last_call.detail("components")[0]) == {"alignment", "quality", "coherence"}
     assert "reasonflux.step/weight_quality_mean" in log.metrics
 
 
