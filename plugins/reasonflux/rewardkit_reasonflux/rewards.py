@@ -407,8 +407,8 @@ class TrajectoryReward(Reward):
         self.max_thinking_chars = max_thinking_chars
         self.parser = SampleParser(split=split, thinking_column=thinking_column, response_column=response_column,
                                    question_column=question_column, no_think=no_think)  # type: ignore[arg-type]
-        self.accuracy = get_reward("math.accuracy", name=f"{self.name or 'reasonflux.trajectory'}/accuracy",
-                                   gold_column="gold", on_error="none")
+        self.accuracy = get_reward("math.accuracy", gold_column="gold", on_error="none")
+        self.accuracy.name = f"{self.name or 'reasonflux.trajectory'}/accuracy"
 
     def _thinking(self, s: ReasonSample) -> str:
         text = "\n\n".join(s.thinking_texts) or "(none)"
