@@ -79,8 +79,9 @@ def launch_state(use_cpu: bool | None = None) -> tuple[Any, bool]:
     return _launch_state(use_cpu), use_cpu
 
 
-from rewardkit.testing import resolve_model  # noqa: E402  (moved; re-exported until the examples move)
-from rewardkit.trl.launch import end_run  # noqa: E402
+from rewardkit.testing import resolve_model as resolve_model  # noqa: E402  (moved; re-exported for now)
+from rewardkit.trl.launch import end_run as end_run  # noqa: E402
+
 
 def sft_warm_start(model: str, dataset: Any, output_dir: str | Path, *, steps: int = 40, learning_rate: float = 3e-3,
                    batch_size: int = 16, seed: int = 0, use_cpu: bool = False, state: Any = None) -> str:
