@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from rewardkit_reasonflux import official
-from rewardkit_reasonflux.prm import ReasonFluxPRM, convert_scalar_checkpoint
+from rewardkit_reasonflux.prm import ReasonFluxPRMReward, convert_scalar_checkpoint
 from transformers import AutoTokenizer
 
 from rewardkit.testing import tiny_model_dir
@@ -47,11 +47,11 @@ def prm_dirs(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def official_rewards(prm_dirs):
-    cache: dict[tuple[str, str], ReasonFluxPRM] = {}
+    cache: dict[tuple[str, str], ReasonFluxPRMReward] = {}
 
-    def get(policy: str, prm: str) -> ReasonFluxPRM:
+    def get(policy: str, prm: str) -> ReasonFluxPRMReward:
         if (policy, prm) not in cache:
-            cache[(policy, prm)] = ReasonFluxPRM(model=prm_dirs[prm], mode="official",
+            cache[(policy, prm)] = ReasonFluxPRMReward(model=prm_dirs[prm], mode="official",
                                                  policy_tokenizer=prm_dirs[policy])
         return cache[(policy, prm)]
     return get
@@ -94,7 +94,7 @@ def test_worker_score(case):
 
 
 @pytest.fixture(scope="module")
-def scalar_prms(tmp_path_factory) -> dict[str, ReasonFluxPRM]:
+def scalar_prms(tmp_path_factory) -> dict[str, ReasonFluxPRMReward]:
     """Each head saved in the released 1.5B layout (causal LM + reward_head.pt), converted, loaded."""
     out = {}
     for name, head in SCALAR["heads"].items():
@@ -103,7 +103,7 @@ def scalar_prms(tmp_path_factory) -> dict[str, ReasonFluxPRM]:
         torch.save({"weight": torch.tensor([head["weight"]]), "bias": torch.tensor(head["bias"])},
                    release / "reward_head.pt")
         converted = convert_scalar_checkpoint(release, None, tmp_path_factory.mktemp(f"converted_{name}"))
-        out[name] = ReasonFluxPRM(model=converted, interface="scalar", mode="official")
+        out[name] = ReasonFluxPRMReward(model=converted, interface="scalar", mode="official")
     return out
 
 
