@@ -38,6 +38,9 @@ def test_presets_and_the_names_before_the_plugin_contract():
     with pytest.raises(ValueError, match="preset"):
         grpo_kwargs("nope")
     assert rewardkit_flowgrpo.FlowOutcome is rewardkit_flowgrpo.FlowOutcomeReward
+    with pytest.warns(DeprecationWarning, match="rewardkit_flowgrpo.hooks"):
+        from rewardkit_flowgrpo.trainer import FlowBroadcastHook
+    assert FlowBroadcastHook is rewardkit_flowgrpo.FlowBroadcastHook
 
 
 def random_system(tokenizer, seed):
