@@ -65,9 +65,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(int(cfg.get("torch_threads") or 1))
-    from rewardkit_flowgrpo import FlowRollout
+    from rewardkit_flowgrpo import FlowRollout, grpo_kwargs
     from rewardkit_flowgrpo.toy import format_warmup, toy_dataset, toy_rows, toy_system
-    from rewardkit_flowgrpo.trainer import flowgrpo_grpo_kwargs
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import GRPOConfig, GRPOTrainer
 
@@ -96,8 +95,8 @@ def main() -> None:
     tok.save_pretrained(start)
     before = evaluate(system, model, tok, eval_rows, cfg, "before")
 
-    kw = flowgrpo_grpo_kwargs(cfg["group_size"], cfg["max_turns"], queries_per_device=cfg["queries_per_step"],
-                              preset=cfg["preset"], loss_norm=cfg["loss_norm"])
+    kw = grpo_kwargs(cfg["preset"], group_size=cfg["group_size"], max_turns=cfg["max_turns"],
+                     queries_per_device=cfg["queries_per_step"], loss_norm=cfg["loss_norm"])
     kw.update(beta=cfg["beta"], temperature=cfg["temperature"])
     args = GRPOConfig(output_dir=str(out), use_cpu=True, bf16=False, report_to="none", save_strategy="no",
                       max_steps=cfg["max_steps"], logging_steps=cfg["logging_steps"], learning_rate=cfg["learning_rate"],
