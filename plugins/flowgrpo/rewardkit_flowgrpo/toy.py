@@ -14,6 +14,9 @@ turn succeeds with probability 2p(1-p) <= 1/2 at T_max = 3; going above 1/2 need
 :func:`format_warmup` teaches a tiny random model only the *format* ("Tool: <name>", the tool
 picked uniformly at random whatever the state), which starts it near 1/2 minus malformed outputs;
 Flow-GRPO has to learn which tool goes with which memory state.
+
+:func:`default_registry` is the shipped tool registry (``calculator`` and ``lookup``), over the shop's
+documents unless given others.
 """
 
 from __future__ import annotations
