@@ -171,3 +171,52 @@ def messages_images(messages: Sequence[dict[str, Any]]) -> list:
     """The images inside a chat's content parts, in order."""
     return [p["image"] for m in messages if isinstance(m.get("content"), list)
             for p in m["content"] if p.get("type") == "image" and p.get("image") is not None]
+
+
+VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model")
+
+
+def vision_tower(model: Any):
+    """The vision encoder of a VLM (Qwen2/2.5-VL ``visual``, LLaVA-style ``vision_tower``, ...)."""
+    model = getattr(model, "module", model)  # DDP / DeepSpeed wrappers
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in VISION_TOWER_NAMES:
+            return module
+    raise ValueError(f"{type(model).__name__} has no vision tower (looked for {VISION_TOWER_NAMES})")
+
+
+class VisionTowerProbe:
+    """Counts the forward calls of a model's vision tower and the patch rows it encoded: the check
+    that images really reach a VLM during training. ``close()`` removes the hook."""
+
+    def __init__(self, model: Any) -> None:
+        self.calls = 0
+        self.patches = 0
+        self._handle = vision_tower(model).register_forward_hook(self._seen)
+
+    def _seen(self, module: Any, args: tuple, output: Any) -> None:
+        self.calls += 1
+        if args and hasattr(args[0], "shape"):
+            self.patches += int(args[0].shape[0])
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+def resolve_vlm(name: str | None, state: Any = None, *, seed: int = 0) -> tuple[str, Any, bool]:
+    """The VLM an example trains and its processor: ``"tiny"``/None is the offline tiny Qwen2.5-VL
+    (built by the main process first when ``state``, an accelerate ``PartialState``, is given),
+    anything else a Hub id or path. Returns ``(model, processor, is_tiny)``; pass the processor to
+    the trainer as ``processing_class`` (TRL's own ``AutoProcessor`` call needs torchvision)."""
+    from contextlib import nullcontext
+
+    tiny = name in (None, "tiny")
+    if tiny:
+        from rewardkit.testing import tiny_vlm_dir
+
+        with state.main_process_first() if state is not None else nullcontext():
+            name = str(tiny_vlm_dir(seed=seed))
+    processor = load_processor(name, padding_side="left", truncation_side="left")
+    if not is_vlm_processor(processor):
+        raise ValueError(f"{name} is not a vision-language model (its processor takes no images)")
+    return str(name), processor, tiny
