@@ -198,7 +198,7 @@ def build_tiny_vlm(path: str | Path, *, seed: int = 0, **text_config: Any) -> Pa
     )
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from rewardkit.vision import without_video
+    from rewardkit.vision import save_processor, without_video
 
     path = Path(path)
     torch.manual_seed(seed)
@@ -226,15 +226,7 @@ def build_tiny_vlm(path: str | Path, *, seed: int = 0, **text_config: Any) -> Pa
     processor = without_video(Qwen2_5_VLProcessor)(image_processor=image_processor, tokenizer=tok,
                                                    chat_template=VLM_CHAT_TEMPLATE)
     model.save_pretrained(path)
-    processor.save_pretrained(path)
-    # The video processor's settings, so AutoProcessor (which builds one when torchvision is there) finds them.
-    cfg_file = path / "processor_config.json"
-    cfg = json.loads(cfg_file.read_text())
-    image_cfg = cfg["image_processor"]
-    cfg["video_processor"] = {"video_processor_type": "Qwen2VLVideoProcessor", "size": image_cfg["size"],
-                              **{k: image_cfg[k] for k in ("patch_size", "temporal_patch_size", "merge_size",
-                                                           "image_mean", "image_std")}}
-    cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    save_processor(processor, path)  # with video settings, so AutoProcessor (with torchvision) reads it
     return path
 
 

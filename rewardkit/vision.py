@@ -34,7 +34,8 @@ def without_video(processor_cls: type) -> type:
     # The class name stays the parent's, so save_pretrained writes a processor_class that
     # AutoProcessor (with torchvision installed) resolves to the full processor.
     return type(processor_cls.__name__, (processor_cls,), {"__init__": __init__, "__module__": __name__,
-                                                            "__qualname__": processor_cls.__name__})
+                                                            "__qualname__": processor_cls.__name__,
+                                                            "without_video": True})
 
 
 def load_processor(name_or_path: str | Path, **kwargs: Any):
@@ -45,8 +46,9 @@ def load_processor(name_or_path: str | Path, **kwargs: Any):
 
     try:
         return AutoProcessor.from_pretrained(name_or_path, **kwargs)
-    except ImportError as err:
-        if "torchvision" not in str(err).lower():
+    except (ImportError, OSError) as err:
+        # no torchvision, or (with torchvision) a directory saved without video processor settings
+        if "torchvision" not in str(err).lower() and "video processor" not in str(err).lower():
             raise
         cause = err
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=kwargs.get("trust_remote_code", False))
@@ -57,6 +59,25 @@ def load_processor(name_or_path: str | Path, **kwargs: Any):
     if processor_cls is None or "video_processor" not in processor_cls.get_attributes():
         raise cause
     return without_video(processor_cls).from_pretrained(name_or_path, **kwargs)
+
+
+def save_processor(processor: Any, path: str | Path) -> None:
+    """``processor.save_pretrained(path)``, plus video processor settings (the image processor's)
+    when an image-only processor has none, so ``AutoProcessor`` with torchvision reads it back."""
+    import json
+
+    processor.save_pretrained(path)
+    cfg_file = Path(path) / "processor_config.json"
+    if not cfg_file.is_file():
+        return
+    cfg = json.loads(cfg_file.read_text())
+    image_cfg = cfg.get("image_processor")
+    if "video_processor" in cfg or not isinstance(image_cfg, dict) or not getattr(processor, "without_video", False):
+        return
+    video_type = str(image_cfg.get("image_processor_type", "")).replace("ImageProcessor", "VideoProcessor")
+    keys = ("size", "patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std")
+    cfg["video_processor"] = {"video_processor_type": video_type, **{k: image_cfg[k] for k in keys if k in image_cfg}}
+    cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def is_vlm_processor(processing_class: Any) -> bool:
