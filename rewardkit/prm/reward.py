@@ -88,7 +88,12 @@ class PRMReward(ProcessReward):
                 out[i] = StepScores([], [])
                 continue
             rows.append(i)
-            prompts.append(prompt_text(batch.prompts[i]))
+            text_prompt = prompt_text(batch.prompts[i])
+            if getattr(self.scorer, "takes_images", False):  # a VLM scorer: the row's images go with it
+                from rewardkit.prm.multimodal import scorer_prompt
+
+                text_prompt = scorer_prompt(text_prompt, batch.prompts[i], {k: v[i] for k, v in batch.columns.items()})
+            prompts.append(text_prompt)
             step_texts.append([text[a:b] for a, b in spans])
             spans_of.append(spans)
         stats: Counter[str] = Counter()
