@@ -65,6 +65,11 @@ class PRMReward(ProcessReward):
         self.max_steps = max_steps
         self.last_texts: list[str] = []
 
+    @property
+    def image_columns(self) -> tuple[str, ...]:
+        """The image columns this reward reads (``rewardkit serve`` decodes them): a vision scorer's."""
+        return ("image", "images") if getattr(self.scorer, "takes_images", False) else ()
+
     def split(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the steps of ``text``."""
         if self.think:

@@ -365,6 +365,15 @@ class RewardServer:
             if col in columns:
                 columns[col] = [resolve_under(self.config.data_root, v, reward=name, column=col)
                                 for v in columns[col]]
+        image_columns = tuple(getattr(self.rewards[name], "image_columns", ()) or ())
+        if image_columns:  # a reward that takes images gets them decoded (rewardkit.serve.images)
+            from rewardkit.serve.images import decode_column, decode_prompt
+
+            root = self.config.data_root
+            for col in image_columns:
+                if col in columns:
+                    columns[col] = decode_column(columns[col], root=root, reward=name, column=col)
+            prompts = [decode_prompt(p, root=root, reward=name, row=i) for i, p in enumerate(prompts)]
         return name, {"mode": "reward", "prompts": prompts, "completions": completions, "completion_ids": ids,
                       "columns": columns, "steps": steps}
 
@@ -390,6 +399,18 @@ class RewardServer:
                            f"{self.config.max_request_rows}")
         if not steps:
             return {"scores": [], "stats": {}}
+        images = body.get("images")
+        if images is not None:  # one list of images per row, for a scorer that takes them
+            if not getattr(self.rewards[name].scorer, "takes_images", False):
+                raise BadRequest(f"reward {name!r} does not take images")
+            if not isinstance(images, list) or len(images) != len(prompts) or not all(
+                    r is None or isinstance(r, list) for r in images):
+                raise BadRequest("'images' must be a list with one list of images (or null) per prompt")
+            from rewardkit.prm.multimodal import ImagePrompt
+            from rewardkit.serve.images import decode_column
+
+            rows = decode_column([r or [] for r in images], root=self.config.data_root, reward=name, column="images")
+            prompts = [ImagePrompt(p, r) if r else p for p, r in zip(prompts, rows)]
         job = {"mode": "scorer", "prompts": prompts, "completions": steps, "completion_ids": None, "columns": {},
                "steps": False}
         return await self.batchers[name].submit(job)
