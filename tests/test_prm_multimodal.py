@@ -112,7 +112,7 @@ def test_prm_reward_and_process_advantage_on_a_vlm_grpo_run(tmp_path, tiny_vlm_p
     ds = Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {i} + 1? Answer in two lines."}],
                              "image": img} for i, img in enumerate(tiny_images(4))])
     args = tiny_grpo_config(tmp_path, max_steps=2, max_completion_length=12)
-    trainer = build_trainer(GRPOTrainer, hooks=["process_advantage"], model=str(tiny_vlm_path),
+    trainer = build_trainer(GRPOTrainer, hooks=["prm.process_advantage"], model=str(tiny_vlm_path),
                             reward_funcs=[reward], args=args, train_dataset=ds, processing_class=tiny_vlm_processor)
     probe = VisionTowerProbe(scorer.model)
     trainer.train()
