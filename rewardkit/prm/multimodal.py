@@ -223,10 +223,10 @@ class _VisionScorer:
         anchor = self._anchor()
         dev = self._lazy_device
         ids = torch.tensor([list(anchor)], dtype=torch.long, device=dev)
-        with torch.inference_mode():
-            self._lazy_model(input_ids=ids, attention_mask=torch.ones_like(ids),
-                             mm_token_type_ids=(ids == self._lazy_image_id).int(),
-                             **self._forward_extras([(anchor, [])], dev))
+        last = torch.tensor([len(anchor) - 1], device=dev)
+        with torch.inference_mode():  # the path of a real batch (see HFStepScorer._idle_forward)
+            self._head_scores(ids, torch.ones_like(ids), torch.zeros_like(last), last,
+                              self._forward_extras([(anchor, [])], dev))
 
 
 class _Rendered(str):

@@ -387,10 +387,17 @@ class HFStepScorer(StepScorer):
         return {}
 
     def _idle_forward(self) -> None:
-        """One throw-away forward that keeps this ZeRO-3 rank in step with its peers."""
-        from rewardkit.trl.placement import idle_forward
+        """One throw-away forward that keeps this ZeRO-3 rank in step with its peers. It takes the
+        same path as a real batch (:meth:`_head_scores`): the LM and value heads call the base
+        model, and a whole-model call would run DeepSpeed's start-of-forward step check (a
+        broadcast) that the peers' base-model forwards never join."""
+        import torch
 
-        idle_forward(self._lazy_model, self._lazy_pad_id)
+        dev = self._lazy_device
+        ids = torch.full((1, 1), self._lazy_pad_id, dtype=torch.long, device=dev)
+        at = torch.zeros(1, dtype=torch.long, device=dev)
+        with torch.inference_mode():
+            self._head_scores(ids, torch.ones_like(ids), at, at)
 
     def _head_scores(self, input_ids, attention_mask, rows, cols, extra: dict[str, Any] | None = None):
         """Scores at ``(rows, cols)`` positions of one padded batch (``extra``: more forward inputs)."""
@@ -407,7 +414,9 @@ class HFStepScorer(StepScorer):
             good, bad = self._lazy_good_bad
             base = getattr(model, "base_model", None)
             out_emb = model.get_output_embeddings()
-            if base is not None and base is not model and out_emb is not None:
+            # the base model + two rows of the output embedding saves the full-vocabulary logits, but
+            # under ZeRO-3 that weight is a partition (size 0) outside its module's own forward
+            if base is not None and base is not model and out_emb is not None and not self._lazy_sharded:
                 hidden = base(input_ids=input_ids, attention_mask=attention_mask,
                               **extra).last_hidden_state[rows, cols]
                 w = out_emb.weight[[good, bad]]
