@@ -3,7 +3,8 @@
 A VLM prompt is a chat whose messages may carry images (``{"type": "image", "image": <PIL.Image>}``
 content parts, or a row's ``image``/``images`` column that TRL's GRPOTrainer inserts before the first
 user message). Scorers and rewards that take images use the helpers here, so the same rules hold
-everywhere: an image is a ``PIL.Image``, a path, or base64 text, and one that cannot be read is an error.
+everywhere: an image is a ``PIL.Image``, bytes, a path, or base64 that says it is base64 (a data URL
+or ``{"base64": ...}``), and one that cannot be read is an error.
 
 transformers 5.x builds every sub-processor named in a processor's ``__init__``, and Qwen2-VL-family
 processors name a video processor that needs torchvision (huggingface/transformers#48558): without
