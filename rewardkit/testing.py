@@ -184,7 +184,7 @@ def build_vlm_tokenizer(vocab_size: int = 1024):
 
 
 def build_tiny_vlm(path: str | Path, *, seed: int = 0, **text_config: Any) -> Path:
-    """Write a tiny Qwen2.5-VL (about 290k parameters: a 2-layer, 64-wide text model and a 2-block,
+    """Write a tiny Qwen2.5-VL (188k parameters: a 2-layer, 64-wide text model and a 2-block,
     32-wide vision tower) with its processor (tokenizer, chat template, PIL image processor) to ``path``.
 
     ``AutoProcessor`` and ``AutoModelForImageTextToText`` read the directory, and so does TRL's
