@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rewardkit import Reward
-from rewardkit.prm import PRMReward
+from rewardkit.prm import PRMReward, RemoteScorer
 from rewardkit.prm.multimodal import ImagePrompt, VisionTaggedScorer
 from rewardkit.reward import Sample
 from rewardkit.serve import RemoteReward, RewardServer, ServerConfig, start_server
@@ -108,3 +108,10 @@ def test_a_vision_prm_scores_the_same_over_http(tiny_vlm_path):
                                              {"type": "text", "text": "What is 2 + 3?"}]}]
         remote = RemoteReward(server.url, "vprm")([chat], ["2 + 3 = 5.\nThe answer is 5."])
         assert remote[0] == pytest.approx(min(want[0]), abs=1e-5)
+        # a client-side PRMReward over the step endpoint sends the row's image with it
+        client = PRMReward(RemoteScorer(server.url + "/v1/steps/vprm", takes_images=True), splitter="line",
+                           reducer="min", name="remote_vprm")
+        via_client = client([chat], ["2 + 3 = 5.\nThe answer is 5."])
+        assert via_client[0] == pytest.approx(min(want[0]), abs=1e-5)
+        without = PRMReward(RemoteScorer(server.url + "/v1/steps/vprm"), splitter="line", reducer="min", name="t")
+        assert without([chat], ["2 + 3 = 5.\nThe answer is 5."])[0] != pytest.approx(min(want[0]), abs=1e-5)

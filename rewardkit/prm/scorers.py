@@ -688,8 +688,10 @@ class RemoteScorer(StepScorer):
     """
 
     def __init__(self, url: str, *, timeout: float = 60.0, batch_size: int = 64, retries: int = 2,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, takes_images: bool = False) -> None:
         self.url = url
+        # a vision PRM behind the server: PRMReward then sends each row's images (as data URLs)
+        self.takes_images = takes_images
         self.timeout = timeout
         self.batch_size = batch_size
         self.retries = retries
@@ -723,7 +725,13 @@ def score_over_http(post: Callable[[dict[str, Any]], dict[str, Any]], prompts: S
     for a in range(0, len(prompts), chunk_size):
         chunk_p = [str(p) for p in prompts[a:a + chunk_size]]
         chunk_s = [list(s) for s in steps[a:a + chunk_size]]
-        reply = post({"prompts": chunk_p, "steps": chunk_s})
+        payload: dict[str, Any] = {"prompts": chunk_p, "steps": chunk_s}
+        images = [getattr(p, "images", None) for p in prompts[a:a + chunk_size]]
+        if any(images):  # multimodal prompts (rewardkit.prm.multimodal.ImagePrompt): one list per row
+            from rewardkit.vision import encode_image
+
+            payload["images"] = [[encode_image(i) for i in row] if row else None for row in images]
+        reply = post(payload)
         scores = reply.get("scores")
         if not isinstance(scores, list) or len(scores) != len(chunk_p):
             got = len(scores) if isinstance(scores, list) else repr(scores)
