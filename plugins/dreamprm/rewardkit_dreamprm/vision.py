@@ -236,6 +236,28 @@ class VisionGenerativePRM(_VisionPRM, GenerativePRM):
         return torch.stack([logp[:, self.plus_id], logp[:, self.minus_id]], dim=-1)
 
 
+def is_vision_prm(prm: Any) -> bool:
+    """True for the PRMs of this module (they take ``chain.image``)."""
+    return isinstance(prm, _VisionPRM)
+
+
+def vision_prm_class(variant: str) -> type:
+    """The vision PRM class of a DreamPRM variant (``"v1"`` or ``"1.5"``)."""
+    return VisionValueHeadPRM if variant == "v1" else VisionGenerativePRM
+
+
+def is_vlm_checkpoint(path: Any) -> bool:
+    """True when ``path`` holds a vision-language model (its config has a ``vision_config``)."""
+    import json
+    import os
+
+    config = os.path.join(str(path), "config.json")
+    if not os.path.isfile(config):
+        return False
+    with open(config) as fh:
+        return "vision_config" in json.load(fh)
+
+
 # -- a multimodal toy: the arithmetic problems as pictures ------------------------------------------
 
 def render_problem(text: str, *, size: tuple[int, int] = (112, 56), seed: int = 0):
@@ -355,5 +377,6 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["IMAGE_QUESTION", "VisionGenerativePRM", "VisionValueHeadPRM", "make_vision_toy", "render_problem",
+__all__ = ["IMAGE_QUESTION", "VisionGenerativePRM", "VisionValueHeadPRM", "is_vision_prm", "is_vlm_checkpoint",
+           "vision_prm_class", "make_vision_toy", "render_problem",
            "run_vision_toy"]

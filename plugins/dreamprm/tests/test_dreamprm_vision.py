@@ -153,3 +153,29 @@ def test_the_text_toy_claim_holds_on_images():
     assert w["mix"] < 0.6 * min(v for d, v in w.items() if d != "mix"), w
     assert w["mix"] < 0.6, w
     assert res["bon"] > 0.8, res
+
+
+def test_dreamprm_reward_scores_image_rows_with_a_saved_vision_prm(tmp_path):
+    """``dreamprm.prm`` on a saved VLM PRM: the row's image (chat prompt part or ``image`` column)
+    goes into the chain it scores; without the image the scores differ."""
+    from rewardkit_dreamprm.reward import DreamPRMReward, load_prm
+
+    prm = vprm(VisionValueHeadPRM)
+    prm.save_pretrained(str(tmp_path / "vprm"))
+    assert isinstance(load_prm(str(tmp_path / "vprm")), VisionValueHeadPRM)
+    reward = DreamPRMReward(str(tmp_path / "vprm"), name="dreamprm_vlm")
+    assert reward.scorer.takes_images and reward.image_columns == ("image", "images")
+    img = render_problem("Compute 3 + 4 - 2.")
+    text = "Step 1: 3 + 4 = 7.\nStep 2: 7 - 2 = 5.\nFinal answer: 5"
+    chat = [{"role": "user", "content": [{"type": "image", "image": img},
+                                         {"type": "text", "text": IMAGE_QUESTION}]}]
+    from_chat = reward([chat], [text])
+    from_column = reward([IMAGE_QUESTION], [text], image=[img])
+    no_image = reward([IMAGE_QUESTION], [text])
+    chain = reward.chain(IMAGE_QUESTION, text)   # the reward's own split, then the picture
+    chain.image = img
+    want = prm.score_chains([chain])[0]
+    from rewardkit_dreamprm.objectives import aggregate
+
+    assert from_chat[0] == pytest.approx(aggregate(want, "mean_logodds"), abs=1e-5)
+    assert from_column == from_chat and no_image != from_chat
