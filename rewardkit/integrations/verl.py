@@ -170,8 +170,8 @@ def get_scorer(**reward_kwargs: Any) -> VerlScorer:
     if spec is None:
         raise ValueError("rewardkit's verl reward needs reward_kwargs.spec: a rewards YAML path or a mapping "
                          "(+reward.custom_reward_function.reward_kwargs.spec=/path/rewards.yaml)")
-    allowed = {"gold_column", "prompt_column", "none_score", "on_error", "dense_mode", "async_max_batch",
-               "async_wait_ms"}
+    allowed = {"gold_column", "prompt_column", "none_score", "on_error", "dense_mode", "dense_eps",
+               "async_max_batch", "async_wait_ms"}
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise TypeError(f"unknown rewardkit reward_kwargs {unknown}; known: spec, {sorted(allowed)}")
