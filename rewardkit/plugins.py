@@ -25,6 +25,7 @@ import importlib
 import os
 import threading
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -91,6 +92,8 @@ class Registry:
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     # ("reward" | "trainer hook" | "command", name) -> why it is not available
     unavailable: dict[tuple[str, str], str] = field(default_factory=dict)
+    # ("reward" | "trainer hook", old name) -> the current name; asking for the old one warns
+    renamed: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -185,6 +188,7 @@ class _Staged:
     problems: list[str] = field(default_factory=list)
     error: str | None = None
     offered: list[tuple[str, str]] = field(default_factory=list)  # (what, name) of every register call
+    renamed: list[tuple[str, str, str]] = field(default_factory=list)  # (what, old name, new name)
 
 
 def _stage(pname: str, impls: dict[str, list[Any]]) -> _Staged:
@@ -206,7 +210,15 @@ def _stage(pname: str, impls: dict[str, list[Any]]) -> _Staged:
             return False
         return True
 
-    def register_reward(name: str, factory: Callable[..., Any], *, kind: str, description: str = "") -> None:
+    def old_names(what: str, name: str, renamed_from: str | tuple[str, ...]) -> None:
+        for old in (renamed_from,) if isinstance(renamed_from, str) else renamed_from:
+            if not isinstance(old, str) or not old or old == name:
+                st.problems.append(f"registers {what} {name!r} renamed from {old!r} (expected another non-empty name)")
+            else:
+                st.renamed.append((what, old, name))
+
+    def register_reward(name: str, factory: Callable[..., Any], *, kind: str, description: str = "",
+                        renamed_from: str | tuple[str, ...] = ()) -> None:
         if not check_name("reward", name, factory, "factory"):
             return
         if kind not in REWARD_KINDS:
@@ -214,11 +226,14 @@ def _stage(pname: str, impls: dict[str, list[Any]]) -> _Staged:
             return
         twice("reward", name, st.rewards)
         st.rewards.append(RewardEntry(name, factory, kind, description, pname))
+        old_names("reward", name, renamed_from)
 
-    def register_hook(name: str, factory: Callable[..., Any], *, description: str = "") -> None:
+    def register_hook(name: str, factory: Callable[..., Any], *, description: str = "",
+                      renamed_from: str | tuple[str, ...] = ()) -> None:
         if check_name("trainer hook", name, factory, "factory"):
             twice("trainer hook", name, st.hooks)
             st.hooks.append(HookEntry(name, factory, description, pname))
+            old_names("trainer hook", name, renamed_from)
 
     def register_command(name: str, configure: Callable[[Any], None], run: Callable[[Any], int | None], *,
                          help: str = "") -> None:
@@ -272,6 +287,8 @@ def _collect() -> Registry:
                 reg.hooks[h.name] = h
             for c in st.commands:
                 reg.commands[c.name] = c
+            for what, old, new in st.renamed:
+                reg.renamed.setdefault((what, old), new)
             info = reg.plugins[pname]
             info.rewards, info.hooks, info.commands = ([e.name for e in st.rewards], [e.name for e in st.hooks],
                                                        [e.name for e in st.commands])
@@ -376,6 +393,11 @@ def _lookup(what: str, name: str, entries: dict[str, Any]) -> Any:
     if name in entries:
         return entries[name]
     reg = registry()
+    new = reg.renamed.get((what, name))
+    if new is not None and new in entries:
+        warnings.warn(f"{what} {name!r} is now called {new!r}; the old name will be removed in a later release",
+                      FutureWarning, stacklevel=3)
+        return entries[new]
     if (what, name) in reg.unavailable:
         raise PluginError(f"{what} {name!r} is not available: {reg.unavailable[(what, name)]} "
                           "(run `rewardkit plugins` for details)")
@@ -392,9 +414,9 @@ def get_reward(name: str, **params: Any):
     entry = _lookup("reward", name, registry().rewards)
     reward = entry.factory(**params)
     if getattr(reward, "name", None) in (None, ""):
-        reward.name = name
+        reward.name = entry.name
     if getattr(reward, "kind", entry.kind) != entry.kind:
-        raise PluginError(f"reward {name!r} is registered as kind {entry.kind!r} but its object says "
+        raise PluginError(f"reward {entry.name!r} is registered as kind {entry.kind!r} but its object says "
                           f"{reward.kind!r}")
     return reward
 
@@ -404,7 +426,7 @@ def get_hook(name: str, **params: Any):
     entry = _lookup("trainer hook", name, registry().hooks)
     hook = entry.factory(**params)
     if getattr(hook, "name", None) in (None, ""):
-        hook.name = name
+        hook.name = entry.name
     return hook
 
 

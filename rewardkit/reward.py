@@ -33,6 +33,7 @@ DEFAULT_MAX_CHARS = 262_144
 # counters logged on every call, always the same keys so ranks gather the same metric names;
 # "timeouts": rows whose check ran past its deadline (their value is None, so also in "none")
 COUNTERS = ("errors", "empty", "oversize", "decode_errors", "none", "timeouts")
+STEP_SCORES = "step_scores"  # the detail every ProcessReward shares: its rows' StepScores
 
 
 class RewardInputError(ValueError):
@@ -79,9 +80,29 @@ class Batch:
     counts: Counter[str] = field(default_factory=Counter)
     # every completion is one assistant message whose content is texts[i] (TRL without tools)
     single_messages: bool = False
+    # a reward's own per-call data, handed between its stages (score_batch -> log_components);
+    # never read by other code, so plugins keep their state off the reward and off Batch attributes
+    extras: dict[str, Any] = field(default_factory=dict)
+    # row-aligned data a reward shares with hooks (see share()); ends up in Reward.last_call
+    details: dict[str, list[Any]] = field(default_factory=dict)
+    # per-call statistics the reward logged (see log_metric()); ends up in Reward.last_call
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def share(self, key: str, values: Sequence[Any]) -> None:
+        """Publish one value per row under ``key`` for trainer hooks (``reward.last_call.details``)."""
+        if len(values) != len(self):
+            raise RewardInputError(f"detail {key!r} has {len(values)} rows for a batch of {len(self)}")
+        self.details[key] = list(values)
+
+    def log_metric(self, key: str, value: float) -> None:
+        """Log a per-call statistic to the trainer (when it passed ``log_metric``) and keep it in
+        ``reward.last_call.metrics``, so it is seen whether or not a trainer is listening."""
+        self.metrics[key] = float(value)
+        if self.context.log_metric is not None:
+            self.context.log_metric(key, float(value))
 
     def sample(self, i: int) -> Sample:
         return Sample(
@@ -92,6 +113,28 @@ class Batch:
             completion_ids=None if self.completion_ids is None else self.completion_ids[i],
             row={k: v[i] for k, v in self.columns.items()},
         )
+
+
+@dataclass
+class CallRecord:
+    """What the last call of a reward leaves behind for trainer hooks, servers and tests.
+
+    ``values`` are the rewards returned; ``details[key]`` holds one entry per row, as the reward
+    shared it with :meth:`Batch.share` (``"step_scores"`` for every :class:`ProcessReward`);
+    ``metrics`` are the statistics it logged with :meth:`Batch.log_metric`. A reward replaces its
+    record as a whole at the end of each call, so a reader never sees half of one call.
+    """
+
+    values: list[float | None] = field(default_factory=list)
+    details: dict[str, list[Any]] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def detail(self, key: str) -> list[Any]:
+        """The row-aligned detail ``key``; one None per row when the call did not share it."""
+        return list(self.details.get(key, [None] * len(self.values)))
 
 
 @dataclass
@@ -240,6 +283,7 @@ class Reward:
         self.max_chars = max_chars
         self.oversize_value = oversize_value
         self.counters: Counter[str] = Counter()
+        self.last_call = CallRecord()
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -362,6 +406,9 @@ class Reward:
         else:
             out = self._check_values(batch, preset, values)
         self._report(batch)
+        # a batch that failed as a whole (on_error="none") shared nothing or half: keep rows aligned
+        details = {k: (v if len(v) == len(out) else [None] * len(out)) for k, v in batch.details.items()}
+        self.last_call = CallRecord(list(out), details, dict(batch.metrics))
         return out
 
     def _check_values(self, batch: Batch, preset: dict[int, float | None], values: Sequence[Any]) -> list[float | None]:
@@ -390,7 +437,8 @@ class Reward:
         self.log_components(batch)
 
     def log_components(self, batch: Batch) -> None:
-        """Hook for subclasses: log sub-scores of a call through ``batch.context.log_metric``."""
+        """Hook for subclasses: log sub-scores of a finished call with :meth:`Batch.log_metric`
+        (per-row data they kept in ``batch.extras`` or ``batch.details``)."""
 
 
 class AsyncReward(Reward):
@@ -415,8 +463,10 @@ class ProcessReward(Reward):
     """A reward that scores each step; a reducer turns the steps into TRL's scalar.
 
     Subclasses implement :meth:`step_scores` (one sample) or :meth:`step_scores_batch`. The step
-    scores of the last call stay in :attr:`last_step_scores`, in the order of the call's rows, for
-    trainer hooks that place them on tokens.
+    scores of the last call are shared as ``last_call.details["step_scores"]`` (also
+    :attr:`last_step_scores`), in the order of the call's rows, for trainer hooks that place them on
+    tokens. A subclass that overrides :meth:`score_batch` shares them itself with
+    ``batch.share(STEP_SCORES, steps)``.
     """
 
     kind: ClassVar[str] = "process"
@@ -425,7 +475,11 @@ class ProcessReward(Reward):
         super().__init__(**kwargs)
         self.reducer = reducer
         get_reducer(reducer)  # fail at construction, not at the first training step
-        self.last_step_scores: list[StepScores | None] = []
+
+    @property
+    def last_step_scores(self) -> list[StepScores | None]:
+        """The step scores of the last call, one entry per row (None: no steps for that row)."""
+        return self.last_call.detail(STEP_SCORES)
 
     def step_scores(self, sample: Sample) -> StepScores | None:
         raise NotImplementedError(f"{type(self).__name__} must implement step_scores() or step_scores_batch()")
@@ -437,22 +491,14 @@ class ProcessReward(Reward):
         steps = self.step_scores_batch(batch)
         if len(steps) != len(batch):
             raise RewardInputError(f"reward {self.name!r} returned {len(steps)} step lists for {len(batch)} rows")
-        self.last_step_scores = steps
+        batch.share(STEP_SCORES, steps)
         return [None if s is None else reduce_steps(s.scores, self.reducer) for s in steps]
 
     def score_steps(self, prompts: Sequence[Any], completions: Sequence[Any],
                     completion_ids: Sequence[Sequence[int]] | None = None, **kwargs: Any) -> list[StepScores | None]:
         """Per-step scores and character spans for every completion (same inputs as ``__call__``)."""
         self(prompts, completions, completion_ids, **kwargs)
-        return list(self.last_step_scores)
-
-    def __call__(self, prompts, completions, completion_ids=None, **kwargs):
-        self.last_step_scores = []
-        values = super().__call__(prompts, completions, completion_ids, **kwargs)
-        if len(self.last_step_scores) != len(values):
-            # the batch failed as a whole under on_error="none": keep rows aligned for hooks
-            self.last_step_scores = [None] * len(values)
-        return values
+        return self.last_step_scores
 
 
 class FunctionReward(Reward):

@@ -157,7 +157,7 @@ def test_zero3_two_processes_prm_reward_process_advantage_hook(tmp_path):
     # run an idle forward instead of hanging the sharded PRM
     assert all(row["prm_starved"] for row in ranks[1]["rows_before"][PER_RANK:])
     assert ranks[1]["prm_idle_forwards"] >= 1 and ranks[0]["prm_idle_forwards"] == 0
-    pa = ranks[0]["hook_states"]["process_advantage"]
+    pa = ranks[0]["hook_states"]["prm.process_advantage"]
     assert pa["rollouts"] == 2 and pa["completions"] == 2 * 2 * PER_RANK and pa["missing"] == PER_RANK
     # process supervision: step rewards are normalised within each group, wherever its rows live,
     # so the first-token advantages (sum of a completion's normalised steps) sum to 0 per group

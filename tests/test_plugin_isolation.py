@@ -215,3 +215,34 @@ def test_clashing_plugin_command_and_broken_configure_leave_other_commands_worki
            "registered by plugin 'rewardkit.serve.plugin'" in extra.stderr
     serve_help = cli(dists.folder, "serve", "--help")
     assert serve_help.returncode == 0 and "--port" in serve_help.stdout
+
+
+def test_renamed_from_keeps_old_names_working_with_a_warning_and_rejects_bad_ones():
+    from rewardkit.hookspecs import hookimpl
+    from rewardkit.plugins import PluginError, register_plugin, unregister_plugin
+    from rewardkit.reward import FunctionReward
+
+    class Renamer:
+        @hookimpl
+        def rewardkit_register_rewards(register):
+            register("renamer.length", lambda **kw: FunctionReward(lambda t, **_: float(len(t)), **kw),
+                     kind="outcome", renamed_from=("length_reward",))
+
+    class BadRename:
+        @hookimpl
+        def rewardkit_register_rewards(register):
+            register("badrename.x", lambda **kw: FunctionReward(lambda t, **_: 0.0, **kw), kind="outcome",
+                     renamed_from="badrename.x")
+
+    register_plugin(Renamer, name="renamer")
+    register_plugin(BadRename, name="badrename")
+    try:
+        with pytest.warns(FutureWarning, match="reward 'length_reward' is now called 'renamer.length'"):
+            r = rewardkit.get_reward("length_reward")
+        assert r.name == "renamer.length" and r(["p"], ["abc"]) == [3.0]
+        assert "length_reward" not in rewardkit.list_rewards()
+        with pytest.raises(PluginError, match="renamed from 'badrename.x'"):
+            rewardkit.get_reward("badrename.x")
+    finally:
+        unregister_plugin("renamer")
+        unregister_plugin("badrename")

@@ -89,15 +89,19 @@ def test_registered_reward_and_hook_and_pickling(prm_path):
     reward = rewardkit.get_reward("prm.score", model=prm_path, reducer="last", splitter="line")
     assert reward.kind == "process" and reward.name == "prm.score"
     assert rewardkit.list_rewards()["prm.score"].kind == "process"
-    assert "process_advantage" in rewardkit.list_hooks()
+    assert "prm.process_advantage" in rewardkit.list_hooks() and "process_advantage" not in rewardkit.list_hooks()
     want = reward(prompts=["Q"], completions=["a\nb"])
     again = pickle.loads(pickle.dumps(reward))
     assert again.scorer._lazy_model is None
     assert again(prompts=["Q"], completions=["a\nb"]) == pytest.approx(want)
     with pytest.raises(ValueError, match="needs model"):
         rewardkit.get_reward("prm.score")
-    hook = rewardkit.get_hook("process_advantage", mode="outcome_plus_process", coef=0.2)
-    assert hook.name == "process_advantage" and hook.coef == 0.2
+    hook = rewardkit.get_hook("prm.process_advantage", mode="outcome_plus_process", coef=0.2)
+    assert hook.name == "prm.process_advantage" and hook.coef == 0.2
+    # the name before every hook was <plugin>.<thing> still builds the same hook, with a warning
+    with pytest.warns(FutureWarning, match="'process_advantage' is now called 'prm.process_advantage'"):
+        old = rewardkit.get_hook("process_advantage", coef=0.3)
+    assert type(old) is type(hook) and old.name == "prm.process_advantage" and old.coef == 0.3
 
 
 # -- data readers -------------------------------------------------------------------------------

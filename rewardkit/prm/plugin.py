@@ -1,4 +1,4 @@
-"""Built-in plugin of the PRM core: the ``prm.score`` reward, the ``process_advantage`` hook and
+"""Built-in plugin of the PRM core: the ``prm.score`` reward, the ``prm.process_advantage`` hook and
 the ``rewardkit eval-prm`` command."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def rewardkit_register_rewards(register):
 
 @hookimpl
 def rewardkit_register_hooks(register):
-    register("process_advantage", _process_advantage,
+    register("prm.process_advantage", _process_advantage, renamed_from="process_advantage",
              description="per-token advantages from per-step process rewards (DeepSeekMath process "
                          "supervision, or outcome + lambda * process)")
 

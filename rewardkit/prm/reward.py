@@ -7,7 +7,7 @@ from typing import Any
 
 from rewardkit.prm.scorers import StepScorer, make_scorer
 from rewardkit.reducers import Reducer
-from rewardkit.reward import Batch, ProcessReward, StepScores, message_text
+from rewardkit.reward import STEP_SCORES, Batch, ProcessReward, StepScores, message_text
 from rewardkit.trajectory import Splitter, parse_trajectory, split_steps
 
 SCORER_STATS = ("truncated", "too_long", "unparsed", "idle_forwards")
@@ -33,7 +33,7 @@ class PRMReward(ProcessReward):
     with ``think=True`` only the ``<think>`` part is split when there is one), the scorer gives
     one score per step, and ``reducer`` turns them into TRL's scalar. Per-step scores and the
     character span of each step stay in :attr:`last_step_scores` for trainer hooks such as
-    ``process_advantage``; the texts they index into stay in :attr:`last_texts`.
+    ``prm.process_advantage``; the texts they index into stay in :attr:`last_texts`.
 
     Args:
         scorer: a :class:`StepScorer`, or a dict ``{"backend": "tagged", "model": path, ...}``.
@@ -109,7 +109,7 @@ class PRMReward(ProcessReward):
             return
         for key in (*SCORER_STATS, "merged"):
             log(f"rewardkit/{self.name}/{key}", float(batch.counts.get(key, 0)))
-        rows = [s for s in self.last_step_scores if s is not None and s.scores]
+        rows = [s for s in batch.details.get(STEP_SCORES, []) if s is not None and s.scores]
         n_steps = sum(len(s.scores) for s in rows)
         log(f"rewardkit/{self.name}/steps_mean", n_steps / len(rows) if rows else 0.0)
         log(f"rewardkit/{self.name}/step_score_mean",

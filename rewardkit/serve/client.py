@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rewardkit.prm.scorers import StepScorer, score_over_http
-from rewardkit.reward import Batch, ProcessReward, Reward, StepScores
+from rewardkit.reward import STEP_SCORES, Batch, ProcessReward, Reward, StepScores
 
 RETRY_STATUS = (502, 503, 504)
 TOKEN_ENV = "REWARDKIT_SERVE_TOKEN"
@@ -386,7 +386,7 @@ class RemoteProcessReward(_RemoteMixin, ProcessReward):
         from rewardkit.reducers import reduce_steps
 
         values, steps = self._fetch(batch)
-        self.last_step_scores = steps
+        batch.share(STEP_SCORES, steps)
         if self.use_server_values:
             return values
         return [None if s is None else reduce_steps(s.scores, self.reducer) for s in steps]

@@ -50,6 +50,16 @@ def check_trl_compat(trainer_cls: type) -> None:
                                  "update rewardkit/trl/build.py for this TRL version")
 
 
+def trainer_metric_store(trainer: Any) -> Any:
+    """The per-mode metric lists TRL averages into each log line (``trainer._metrics[mode]``): the
+    one place rewardkit touches them, so a TRL change breaks here with a clear message."""
+    metrics = getattr(trainer, "_metrics", None)
+    if not isinstance(metrics, dict) or not {"train", "eval"} <= set(metrics):
+        raise TRLCompatError(f"{type(trainer).__name__}._metrics is no longer a {{'train': ..., 'eval': ...}} dict; "
+                             "update rewardkit/trl/build.py (trainer_metric_store) for this TRL version")
+    return metrics["train" if getattr(trainer.model, "training", True) else "eval"]
+
+
 class _HookStateCallback(TrainerCallback):
     def __init__(self, hooks: Sequence[TrainerHook]) -> None:
         self.hooks = hooks

@@ -125,7 +125,7 @@ class ProcessAdvantageHook(TrainerHook):
     step scores, and running sums of the raw step rewards.
     """
 
-    name = "process_advantage"
+    name = "prm.process_advantage"
 
     def __init__(self, mode: str = "process_supervision", coef: float = 1.0, rewards: Sequence[str] | None = None,
                  normalize: str = "group", eps: float = 1e-4, sequence_level: bool = False) -> None:
@@ -148,17 +148,8 @@ class ProcessAdvantageHook(TrainerHook):
                 "step_reward_sq_sum": 0.0}
 
     # -- setup ----------------------------------------------------------------------------------
-    def _process_rewards(self, trainer: Any) -> list[tuple[int, ProcessReward]]:
-        funcs = list(getattr(trainer, "reward_funcs", []) or [])
-        found = [(i, f) for i, f in enumerate(funcs) if isinstance(f, ProcessReward)]
-        if self.reward_names is not None:
-            by_name = {f.name: (i, f) for i, f in found}
-            missing = [n for n in self.reward_names if n not in by_name]
-            if missing:
-                raise ValueError(f"process_advantage: no process reward named {missing} among reward_funcs "
-                                 f"(process rewards: {sorted(by_name)})")
-            found = [by_name[n] for n in self.reward_names]
-        return found
+    def _process_rewards(self, trainer: Any) -> list[ProcessReward]:
+        return self.find_rewards(trainer, ProcessReward, names=self.reward_names)
 
     def setup(self, trainer: Any) -> None:
         if not self._process_rewards(trainer):
@@ -186,17 +177,16 @@ class ProcessAdvantageHook(TrainerHook):
         # TRL groups eval rollouts by num_generations_eval (mode = "train" if model.training else "eval")
         G = int(trainer.num_generations if training else getattr(trainer, "num_generations_eval",
                                                                    trainer.num_generations))
-        weights = getattr(trainer, "reward_weights", None)
         process_rows = [[0.0] * T for _ in range(B)]
         has_any = [False] * B
         char_ends: list[list[int]] | None = None
         totals = [0.0, 0.0, 0.0]  # steps, sum, sq_sum (global)
-        for idx, reward in self._process_rewards(trainer):
+        for reward in self._process_rewards(trainer):
             rows: list[StepScores | None] = list(reward.last_step_scores)
             if len(rows) != B:
                 raise RuntimeError(f"process_advantage: reward {reward.name!r} holds {len(rows)} step-score rows for "
                                    f"{B} completions; it must be called on exactly this rollout's local rows")
-            w = 1.0 if weights is None else float(weights[idx])
+            w = self.reward_weight(trainer, reward)
             # per-row sums of raw step rewards, gathered so group statistics are global
             local = torch.tensor([[float(len(s.scores)), float(sum(s.scores)), float(sum(x * x for x in s.scores))]
                                   if s is not None and s.scores else [0.0, 0.0, 0.0] for s in rows],
@@ -252,22 +242,13 @@ class ProcessAdvantageHook(TrainerHook):
             self.state["missing"] += int(missing.item())
             self.state["step_reward_sum"] += float(totals[1])
             self.state["step_reward_sq_sum"] += float(totals[2])
-        self._log(trainer, {
+        self.log_metrics(trainer, {
             "process_advantage/steps_per_completion": totals[0] / max(n_completions, 1),
             "process_advantage/step_reward_mean": totals[1] / max(totals[0], 1.0),
             "process_advantage/missing_frac": float(missing.item()) / max(n_completions, 1),
             "process_advantage/abs_process_term": float(process.abs().sum() / mask.sum().clamp(min=1)),
         })
         return output
-
-    def _log(self, trainer: Any, values: dict[str, float]) -> None:
-        # TRL keeps its per-step metrics in trainer._metrics[mode][key] (lists averaged at log time)
-        metrics = getattr(trainer, "_metrics", None)
-        if metrics is None:
-            return
-        mode = "train" if trainer.model.training else "eval"
-        for k, v in values.items():
-            metrics[mode][k].append(v)
 
     # -- checkpointed state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Otherwise: a short GRPO run with
     scorer prepares its model itself on first use (a sharded DeepSpeed engine under ZeRO-3) and
     keeps the ranks' forward counts in step,
   * ``RewardSetModel`` as a TRL model reward,
-  * the core ``process_advantage`` hook (per-token advantages from the PRM's step scores) and a
+  * the core ``prm.process_advantage`` hook (per-token advantages from the PRM's step scores) and a
     recording hook holding cross-rank state (a reward baseline from gathered rewards),
 and writes what this rank saw to ``<out>/rank<r>.json`` for the test to compare across ranks.
 """
@@ -56,7 +56,7 @@ def main() -> None:
 
     from rewardkit import Reward, compose, get_hook
     from rewardkit.prm import PRMReward, TaggedScorer
-    from rewardkit.recipes import end_run
+    from rewardkit.trl import end_run
     from rewardkit.reducers import reduce_steps
     from rewardkit.testing import tiny_grpo_config, tiny_model_dir, tiny_prompt_dataset
     from rewardkit.trl import (
@@ -165,7 +165,7 @@ def main() -> None:
         scorer = TaggedScorer(prm_model, AutoTokenizer.from_pretrained(prm_path), head="token_cls", batch_size=64)
         prm = RankPRM(scorer, reducer="min", splitter="line", name="prm")
         funcs.append(prm)
-        hooks.append(get_hook("process_advantage"))
+        hooks.append(get_hook("prm.process_advantage"))
     funcs.append(RewardSetModel([TextLen(name="len_model")], tok, rows=list(ds), name="rewardset_model"))
     # weight 0: logged only; its logits must equal textlen's values on every row
     hooks.append(Recorder("after"))
