@@ -102,6 +102,8 @@ def test_bad_reward_kwargs_are_clear_errors():
         rk_verl.compute_score("x", "y", "1")
     with pytest.raises(TypeError, match="unknown rewardkit reward_kwargs"):
         rk_verl.compute_score("x", "y", "1", spec=SPEC, gold_colum="answer")
+    with pytest.raises(ValueError, match="completion_ids"):
+        rk_verl.compute_score("x", "y", "1", {"completion_ids": [1]}, spec=SPEC)
     with pytest.raises(ValueError, match="none_score"):
         rk_verl.compute_score("x", "y", "1", spec=SPEC, none_score=float("nan"))
 

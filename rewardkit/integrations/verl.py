@@ -42,13 +42,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewardkit.compose import RewardSet, compose, load_spec
-from rewardkit.reward import ProcessReward, StepScores
+from rewardkit.reward import TRL_CONTEXT_KWARGS, ProcessReward, StepScores
 
 __all__ = ["VerlScorer", "compute_score", "compute_score_async", "compute_score_batch", "get_scorer"]
 
 # kwargs verl's reward loop adds when a reward-model router runs; rewardkit rewards do not use them
 _VERL_ROUTER_KWARGS = ("reward_router_address", "reward_model_tokenizer")
 NONE_KEY = "rewardkit/none"
+# a reward call's own arguments: an extra_info key of that name cannot be a column
+RESERVED = frozenset({"prompts", "completions", "completion_ids", *TRL_CONTEXT_KWARGS})
 
 
 def plain(value: Any) -> Any:
@@ -105,6 +107,9 @@ class VerlScorer:
         keys: dict[str, None] = {"data_source": None}
         for row in (*infos, *golds):
             keys.update(dict.fromkeys(row))
+        clash = sorted(RESERVED.intersection(keys))
+        if clash:
+            raise ValueError(f"extra_info/ground_truth keys {clash} are the reward call's own arguments; rename them")
         columns = {k: [None] * n for k in keys}
         for i in range(n):
             columns["data_source"][i] = data_sources[i]
