@@ -20,6 +20,9 @@ The checks run inside that environment (the script below, with this checkout fir
    on the last valid token; verl's GAE runs on them.
 3. ``process_supervision``: verl's ``compute_advantage`` with the registered estimator gives the
    DeepSeekMath advantages computed from the raw step scores with rewardkit's TRL-hook arithmetic.
+4. ``DenseAgentLoopManager.generate_sequences`` through verl's own ``AgentLoopManager`` (Ray actors,
+   chunking, concat, metrics, ``auto_await`` from sync code); the actors stand in for the vLLM
+   rollout workers (a GPU) and return the agent loop's output for their chunk.
 """
 
 from __future__ import annotations
@@ -230,7 +233,7 @@ want = torch.flip(torch.cumsum(torch.flip(dense.batch["rm_scores"], [1]), 1), [1
 assert torch.allclose(after.batch["returns"], want, atol=1e-5)  # returns = advantages + values (0)
 
 # 4. process supervision: DeepSeekMath advantages through verl's compute_advantage and our estimator
-ps = verl_dense.apply_dense_rewards(gen, "process_supervision", data.non_tensor_batch["uid"])
+ps = verl_dense.apply_dense_rewards(copy.deepcopy(gen), "process_supervision", data.non_tensor_batch["uid"])
 assert core_algos.get_adv_estimator_fn(verl_dense.ESTIMATOR) is verl_dense.compute_process_supervision_advantage
 ps.batch["token_level_rewards"] = ps.batch["rm_scores"]
 ps.batch["response_mask"] = data.batch["response_mask"]
@@ -258,6 +261,40 @@ for i, (scores, ends, L) in enumerate(raw):
     want_row = [0.5 * v for v in want_row]
     assert torch.allclose(res.batch["advantages"][i], torch.tensor(want_row), atol=1e-5), (i, res.batch["advantages"][i], want_row)
 print("process supervision OK")
+
+# 6. DenseAgentLoopManager.generate_sequences through verl's own AgentLoopManager.generate_sequences
+#    (chunking over Ray workers, concat, metrics, auto_await): the workers stand in for vLLM rollouts,
+#    which need a GPU, and return the agent loop's output for their chunk
+import ray
+
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+@ray.remote
+class RolloutStandIn:
+    def __init__(self, out):
+        self.out = out
+
+    def generate_sequences(self, chunk):
+        idx = [int(i) for i in chunk.non_tensor_batch["index"]]
+        part = self.out.select_idxs(idx)
+        part.meta_info = {"metrics": [{"generate_sequences": 0.1, "tool_calls": 0.0, "compute_score": 0.01,
+                                       "num_preempted": 0} for _ in idx], "reward_extra_keys": keys}
+        return part
+
+
+cfg = verl_config(overrides(PRM_SPEC, "dense"))
+mgr = verl_dense.DenseAgentLoopManager.__new__(verl_dense.DenseAgentLoopManager)
+mgr.config = cfg
+prompts_in = DataProto.from_dict(tensors={"input_ids": data.batch["prompts"]},
+                                 non_tensors={"uid": data.non_tensor_batch["uid"],
+                                              "index": np.arange(len(data))})
+mgr.agent_loop_workers = [RolloutStandIn.remote(gen), RolloutStandIn.remote(gen)]
+result = mgr.generate_sequences(prompts_in)   # called from sync code, as verl's trainer does
+assert torch.allclose(result.batch["rm_scores"], torch.tensor(expected_rows), atol=1e-6)
+assert "timing" in result.meta_info and not [k for k in result.non_tensor_batch if k.startswith("rewardkit_dense/")]
+ray.shutdown()
+print("agent loop manager OK")
 
 # 5. the overrides compose into verl's config and the classes they name load
 for mode in ("outcome", "dense", "process_supervision"):
