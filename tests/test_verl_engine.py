@@ -162,6 +162,15 @@ for use_async in (False, True):
     assert rm.shape == data.batch["responses"].shape and math.isclose(float(rm.sum()), sum(scores), rel_tol=1e-6)
     print("naive", "async" if use_async else "sync", scores)
 
+# the older top-level custom_reward_function (a file path), as verl's migration moves it
+from verl.experimental.reward_loop import migrate_legacy_reward_impl
+
+cfg = migrate_legacy_reward_impl(verl_config(overrides(SPEC, "outcome", legacy=True)))
+manager = load_reward_manager(cfg, tok)
+data = data_proto()
+assert manager.loop.run_until_complete(manager.run_single(data[0:1]))["reward_score"] == 1.1
+print("legacy custom_reward_function OK")
+
 # 2. the old BatchRewardManager with the batch function
 from verl.workers.reward_manager.batch import BatchRewardManager
 from rewardkit.integrations.verl import compute_score_batch

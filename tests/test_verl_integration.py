@@ -205,6 +205,10 @@ def test_verl_config_prints_the_overrides(tmp_path, capsys):
     assert "+reward.custom_reward_function.reward_kwargs.dense_mode=process_supervision" in ps
     assert "algorithm.adv_estimator=rewardkit_process_supervision" in ps
     assert "algorithm.adv_estimator=gae" in overrides(str(spec), "dense")
+    legacy = overrides(str(spec), legacy=True)
+    assert legacy[0] == f"custom_reward_function.path={rk_verl.__file__}" and legacy[1].endswith("=compute_score")
+    with pytest.raises(ValueError, match="outcome"):
+        overrides(str(spec), "dense", legacy=True)
     bad = tmp_path / "bad.yaml"
     bad.write_text("rewards:\n  math.acuracy: 1.0\n")
     with pytest.raises(KeyError, match="math.accuracy"):

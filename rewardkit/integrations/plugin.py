@@ -21,16 +21,27 @@ MODES = ("outcome", "dense", "process_supervision")
 
 
 def overrides(spec: str, mode: str = "outcome", *, use_async: bool = False, gold_column: str | None = None,
-              prompt_column: str | None = None) -> list[str]:
+              prompt_column: str | None = None, legacy: bool = False) -> list[str]:
     """verl 0.9 Hydra overrides for a rewardkit spec (see docs/engines.md). verl 0.9's reward loop
     has no batch manager (the old ``BatchRewardManager`` is not in its registry), so the batch
     function is for older verl and direct calls, not printed here."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     name = "compute_score_async" if use_async else "compute_score"
-    fn = "reward.custom_reward_function"
-    out = [f"{fn}.path=pkg://rewardkit.integrations.verl", f"{fn}.name={name}",
-           f"+{fn}.reward_kwargs.spec={os.path.abspath(spec)}"]
+    if legacy:
+        if mode != "outcome":
+            raise ValueError("the dense modes need verl 0.9's reward loop; --legacy prints outcome rewards only")
+        # older verl: a top-level custom_reward_function loaded from a file path (verl 0.9's fully-async
+        # trainer still migrates it; its main_ppo reads only reward.custom_reward_function)
+        from rewardkit.integrations import verl as module
+
+        fn = "custom_reward_function"
+        out = [f"{fn}.path={os.path.abspath(module.__file__)}", f"{fn}.name={name}",
+               f"+{fn}.reward_kwargs.spec={os.path.abspath(spec)}"]
+    else:
+        fn = "reward.custom_reward_function"
+        out = [f"{fn}.path=pkg://rewardkit.integrations.verl", f"{fn}.name={name}",
+               f"+{fn}.reward_kwargs.spec={os.path.abspath(spec)}"]
     if gold_column:
         out.append(f"+{fn}.reward_kwargs.gold_column={gold_column}")
     if prompt_column:
@@ -55,6 +66,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "(PPO with a critic); process_supervision: DeepSeekMath process-supervision advantages")
     p.add_argument("--async", dest="use_async", action="store_true",
                    help="use compute_score_async (verl's reward loop batches concurrent calls into one)")
+    p.add_argument("--legacy", action="store_true",
+                   help="the top-level custom_reward_function of older verl (a file path; outcome mode only)")
     p.add_argument("--gold-column", help="the column ground_truth is passed as (default: solution)")
     p.add_argument("--prompt-column", help="the extra_info key holding the question (default: question)")
 
@@ -65,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from rewardkit.compose import compose, load_spec
 
     compose(load_spec(args.spec))  # fail here, not in every reward worker of the verl run
-    for line in overrides(args.spec, args.mode, use_async=args.use_async,
+    for line in overrides(args.spec, args.mode, use_async=args.use_async, legacy=args.legacy,
                           gold_column=args.gold_column, prompt_column=args.prompt_column):
         print(line)
     return 0

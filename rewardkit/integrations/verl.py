@@ -38,7 +38,6 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from rewardkit.compose import RewardSet, compose, load_spec
@@ -62,12 +61,17 @@ def plain(value: Any) -> Any:
     return value
 
 
-@dataclass
 class RowSteps:
-    """The process rewards' step scores of one response: ``(weight, StepScores | None)`` per reward."""
+    """The process rewards' step scores of one response: ``(name, weight, StepScores | None)`` per
+    reward, and ``outcome``, the weighted sum of the non-process rewards that applied (0.0 if none).
 
-    steps: list[tuple[str, float, StepScores | None]]
-    outcome: float  # weighted sum of the non-process rewards that applied (0.0 when none did)
+    A plain class, not a dataclass: older verl loads this module from its file path, outside
+    ``sys.modules``, where dataclasses cannot resolve string annotations.
+    """
+
+    def __init__(self, steps: list[tuple[str, float, StepScores | None]], outcome: float) -> None:
+        self.steps = steps
+        self.outcome = outcome
 
 
 class VerlScorer:
