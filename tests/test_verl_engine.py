@@ -3,8 +3,8 @@
 verl is installed in its own virtual environment under the rewardkit cache (``REWARDKIT_CACHE``),
 beside torch 2.13.0 (CPU) and rewardkit's own dependencies without TRL; verl's base install brings
 transformers 5.10. verl 0.9.1 imports on CPU; its agent-loop module also needs ``cachetools``,
-``uvicorn`` and ``fastapi``, which its base install does not declare (a GPU install gets them with
-vLLM/SGLang), so the environment adds them. The first install takes minutes (measured: about 2 min
+``uvicorn`` and ``fastapi``, which verl declares only in its ``verl-core`` extra (with torchcodec),
+so the environment adds those three. The first install takes minutes (measured: about 2 min
 for verl, 3-4 min in all on the shared 2-core machine), so these tests are opt-in:
 ``REWARDKIT_VERL_TESTS=1 pytest tests/test_verl_engine.py`` (a separate step of ``.ci/run``).
 
@@ -38,7 +38,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 VERL = "verl==0.9.1"
-# what verl 0.9.1's base install lacks for its agent loop on CPU (see the module docstring)
+# from verl 0.9.1's verl-core extra: what its agent loop imports (see the module docstring)
 VERL_EXTRAS = ["cachetools", "uvicorn", "fastapi"]
 
 pytestmark = pytest.mark.skipif(os.environ.get("REWARDKIT_VERL_TESTS") != "1",
