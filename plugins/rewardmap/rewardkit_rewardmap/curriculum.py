@@ -7,9 +7,9 @@ trainer:
 
 * :meth:`Curriculum.prepare_dataset` reorders the dataset stage by stage (seeded shuffles) and
   adds ``curriculum_stage`` / ``curriculum_index`` columns;
-* with ``threshold`` set, :meth:`Curriculum.record_rollout` gates advancement on each generation
-  batch's stage metric and :class:`GatedCurriculumSampler` draws prompts chunk by chunk in TRL's
-  ``RepeatSampler`` layout (each prompt ``num_generations`` times in a row, chunks of
+* :class:`CurriculumSampler` reads that order in TRL's ``RepeatSampler`` layout; with ``threshold``
+  set, :meth:`Curriculum.record_rollout` gates advancement on each generation batch's stage metric
+  and :class:`GatedCurriculumSampler` draws prompts chunk by chunk in the same layout (each prompt ``num_generations`` times in a row, chunks of
   ``generation_batch_size / num_generations`` prompts, each chunk repeated
   ``num_iterations * steps_per_generation`` times);
 * :meth:`Curriculum.state_dict` / :meth:`Curriculum.load_state_dict` carry the stage position
@@ -281,8 +281,37 @@ class Curriculum:
         self._resume_chunks = [list(c) for c in self.epoch_chunks]
 
 
-class GatedCurriculumSampler(Sampler):
-    """TRL's ``RepeatSampler`` layout over chunks the curriculum draws one at a time.
+class CurriculumSampler(Sampler):
+    """TRL's ``RepeatSampler`` layout over the dataset's own order (the fixed curriculum order).
+
+    Chunks of ``batch_size`` consecutive prompts (an incomplete last chunk is dropped); each chunk
+    is emitted ``repeat_count`` times, each prompt ``mini_repeat_count`` times in a row.
+    """
+
+    def __init__(self, num_rows: int, mini_repeat_count: int, batch_size: int, repeat_count: int) -> None:
+        self.mini_repeat_count = mini_repeat_count
+        self.batch_size = batch_size
+        self.repeat_count = repeat_count
+        self.chunks_per_epoch = num_rows // batch_size
+
+    def __len__(self) -> int:
+        return self.chunks_per_epoch * self.batch_size * self.mini_repeat_count * self.repeat_count
+
+    def chunks(self) -> Iterator[list[int]]:
+        """The prompt chunks of one epoch, drawn as the trainer reads them."""
+        for k in range(self.chunks_per_epoch):
+            yield list(range(k * self.batch_size, (k + 1) * self.batch_size))
+
+    def __iter__(self) -> Iterator[int]:
+        for chunk in self.chunks():
+            for _ in range(self.repeat_count):
+                for index in chunk:
+                    for _ in range(self.mini_repeat_count):
+                        yield index
+
+
+class GatedCurriculumSampler(CurriculumSampler):
+    """The same layout over chunks a gated curriculum draws one at a time.
 
     One epoch is ``len(dataset) // chunk`` chunks (the length TRL's sampler would have), so the
     trainer's step arithmetic and resume skipping stay valid; the next epoch continues the
@@ -291,24 +320,12 @@ class GatedCurriculumSampler(Sampler):
 
     def __init__(self, curriculum: Curriculum, num_rows: int, mini_repeat_count: int, batch_size: int,
                  repeat_count: int) -> None:
+        super().__init__(num_rows, mini_repeat_count, batch_size, repeat_count)
         self.curriculum = curriculum
-        self.mini_repeat_count = mini_repeat_count
-        self.batch_size = batch_size
-        self.repeat_count = repeat_count
-        self.chunks_per_epoch = num_rows // batch_size
         if self.chunks_per_epoch == 0:
             raise ValueError(f"rewardmap.curriculum: {num_rows} prompts make no full chunk of {batch_size}")
 
-    def __len__(self) -> int:
-        return self.chunks_per_epoch * self.batch_size * self.mini_repeat_count * self.repeat_count
-
-    def _expand(self, chunk: list[int]) -> Iterator[int]:
-        for _ in range(self.repeat_count):
-            for index in chunk:
-                for _ in range(self.mini_repeat_count):
-                    yield index
-
-    def __iter__(self) -> Iterator[int]:
+    def chunks(self) -> Iterator[list[int]]:
         cur = self.curriculum
         resume, cur._resume_chunks = cur._resume_chunks, None
         if resume is not None and cur.rollouts - cur.epoch_start_rollouts >= self.chunks_per_epoch:
@@ -317,12 +334,8 @@ class GatedCurriculumSampler(Sampler):
             cur.epoch_chunks = []
             cur.epoch_start_rollouts = cur.rollouts
             resume = []
-        emitted = 0
-        for chunk in resume:
-            emitted += 1
-            yield from self._expand(chunk)
-        while emitted < self.chunks_per_epoch:
+        yield from resume   # replayed for the trainer to skip
+        for _ in range(self.chunks_per_epoch - len(resume)):
             chunk = cur._draw_chunk(self.batch_size)
             cur.epoch_chunks.append(chunk)
-            emitted += 1
-            yield from self._expand(chunk)
+            yield chunk

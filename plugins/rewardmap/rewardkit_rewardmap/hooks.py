@@ -17,7 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 from rewardkit.trl import TrainerHook
-from rewardkit_rewardmap.curriculum import INDEX_COLUMN, STAGE_COLUMN, Curriculum, GatedCurriculumSampler
+from rewardkit_rewardmap.curriculum import (
+    INDEX_COLUMN,
+    STAGE_COLUMN,
+    Curriculum,
+    CurriculumSampler,
+    GatedCurriculumSampler,
+)
 from rewardkit_rewardmap.rewards import COMPONENTS, BaseMapReward
 
 
@@ -47,10 +53,7 @@ class CurriculumHook(Curriculum, TrainerHook):
         chunk = trainer.args.generation_batch_size // mini
         repeat = trainer.num_iterations * trainer.args.steps_per_generation
         if not self.gated:
-            from trl.trainer.utils import RepeatSampler
-
-            return RepeatSampler(data_source=dataset, mini_repeat_count=mini, batch_size=chunk,
-                                 repeat_count=repeat, shuffle=False, seed=trainer.args.seed)
+            return CurriculumSampler(len(dataset), mini, chunk, repeat)
         if not self.stage_rows:
             raise RuntimeError("rewardmap.curriculum: prepare_dataset was not called on this dataset "
                                "(build the trainer with rewardkit.trl.build_trainer)")

@@ -146,8 +146,12 @@ def test_grpo_reads_the_curriculum_in_order_with_trl_sampler_layout(dataset, tmp
     assert (default.mini_repeat_count, default.batch_size, default.repeat_count) == \
         (tr.num_generations, tr.args.generation_batch_size // tr.num_generations,
          tr.num_iterations * tr.args.steps_per_generation)
-    ours = list(hook.train_sampler(tr, tr.train_dataset, default))
-    assert len(ours) == len(default)
+    sampler = hook.train_sampler(tr, tr.train_dataset, default)
+    ours = list(sampler)
+    assert len(sampler) == len(ours) == len(default)
+    # the fixed order read exactly as TRL's sampler reads an unshuffled dataset
+    assert ours == list(RepeatSampler(tr.train_dataset, default.mini_repeat_count, default.batch_size,
+                                      default.repeat_count, shuffle=False))
     assert default.repeat_count == 1 and ours[:8] == [0, 0, 1, 1, 2, 2, 3, 3]   # 2 prompts per chunk, 2 generations
     tr.train()
     ordered = tr.train_dataset[INDEX_COLUMN]
