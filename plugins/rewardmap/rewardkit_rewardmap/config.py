@@ -25,7 +25,7 @@ _COMMON: dict[str, Any] = {
     "num_train_epochs": 1,
 }
 
-GRPO_PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {
     # the paper: group size 8, KL coefficient 1e-3
     "paper": {**_COMMON, "num_generations": 8, "beta": 1e-3},
     # the shell script that launched the released runs: group size 4, KL 1e-2, weight decay 1e-2, grad-norm 1.0
@@ -35,6 +35,6 @@ GRPO_PRESETS: dict[str, dict[str, Any]] = {
 
 def grpo_kwargs(preset: str = "paper", **overrides: Any) -> dict[str, Any]:
     """GRPOConfig keyword arguments of ``preset`` (``"paper"`` or ``"code"``), updated with ``overrides``."""
-    if preset not in GRPO_PRESETS:
-        raise ValueError(f"unknown RewardMap preset {preset!r}; expected one of {sorted(GRPO_PRESETS)}")
-    return {**GRPO_PRESETS[preset], **overrides}
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return {**PRESETS[preset], **overrides}

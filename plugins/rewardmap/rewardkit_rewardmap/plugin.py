@@ -10,25 +10,25 @@ from typing import Any
 from rewardkit import hookimpl
 
 
-def route_reward(**params: Any) -> Any:
+def _route(**params: Any) -> Any:
     from rewardkit_rewardmap.rewards import RouteReward
 
     return RouteReward(**params)
 
 
-def plus_reward(**params: Any) -> Any:
+def _plus(**params: Any) -> Any:
     from rewardkit_rewardmap.rewards import PlusReward
 
     return PlusReward(**params)
 
 
-def map_reward(**params: Any) -> Any:
+def _map(**params: Any) -> Any:
     from rewardkit_rewardmap.rewards import MapReward
 
     return MapReward(**params)
 
 
-def curriculum_hook(**params: Any) -> Any:
+def _curriculum(**params: Any) -> Any:
     from rewardkit_rewardmap.hooks import CurriculumHook
 
     return CurriculumHook(**params)
@@ -36,17 +36,17 @@ def curriculum_hook(**params: Any) -> Any:
 
 @hookimpl
 def rewardkit_register_rewards(register) -> None:
-    register("rewardmap.route", route_reward, kind="outcome",
+    register("rewardmap.route", _route, kind="outcome",
              description="RewardMap planning reward: W*(10*acc + alpha*detail), ReasonMap validity + partial credit")
-    register("rewardmap.plus", plus_reward, kind="outcome",
+    register("rewardmap.plus", _plus, kind="outcome",
              description="RewardMap ReasonMap-Plus reward: W_map*10*exact match (yes/no, count, option A-D)")
-    register("rewardmap.reward", map_reward, kind="outcome",
+    register("rewardmap.reward", _map, kind="outcome",
              description="RewardMap reward dispatching on the 'type' column (planning or a Plus type)")
 
 
 @hookimpl
 def rewardkit_register_hooks(register) -> None:
-    register("rewardmap.curriculum", curriculum_hook,
+    register("rewardmap.curriculum", _curriculum,
              description="RewardMap multi-stage curriculum: TorF -> line counting -> stop counting -> planning")
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from rewardkit_rewardmap.config import GRPO_PRESETS, grpo_kwargs
+from rewardkit_rewardmap.config import PRESETS, grpo_kwargs
 
 
 def test_import_and_listing_load_no_torch():
@@ -35,7 +35,7 @@ def test_presets_build_a_grpo_config(tmp_path):
     paper = GRPOConfig(output_dir=str(tmp_path), **grpo_kwargs("paper", use_cpu=True, bf16=False))
     assert (paper.learning_rate, paper.beta, paper.num_generations, paper.epsilon) == (1e-6, 1e-3, 8, 0.2)
     code = grpo_kwargs("code", num_generations=2)
-    assert code["beta"] == 1e-2 and code["num_generations"] == 2 and GRPO_PRESETS["code"]["num_generations"] == 4
+    assert code["beta"] == 1e-2 and code["num_generations"] == 2 and PRESETS["code"]["num_generations"] == 4
     GRPOConfig(output_dir=str(tmp_path), **grpo_kwargs("code", use_cpu=True, bf16=False))
-    with pytest.raises(ValueError, match="unknown RewardMap preset"):
+    with pytest.raises(ValueError, match="unknown preset"):
         grpo_kwargs("fast")
