@@ -6,6 +6,7 @@ from importlib.metadata import version as _version
 
 __version__ = _version("rewardkit")  # the version lives in pyproject.toml alone
 
+from rewardkit.answer_check import last_boxed
 from rewardkit.compose import RewardSet, compose, compose_from_yaml
 from rewardkit.hookspecs import hookimpl
 from rewardkit.plugins import get_hook, get_reward, list_hooks, list_plugins, list_rewards
@@ -20,9 +21,30 @@ from rewardkit.reward import (
     RewardInputError,
     Sample,
     StepScores,
+    completion_text,
+    message_text,
 )
+from rewardkit.trajectory import Splitter, Step, split_steps, split_thinking, step_token_ends, token_char_ends
+
+# imported on first use (``import rewardkit`` stays light: no torch, no HTTP stack)
+_LAZY = {
+    **dict.fromkeys(("TextModel", "HFTextModel", "OpenAITextModel", "CallableTextModel", "TextModelError",
+                     "TextModelTimeout", "TextModelServer", "text_model", "as_messages"), "rewardkit.textgen"),
+    **dict.fromkeys(("request_json", "RetryPolicy", "HTTPError", "HTTPTimeout"), "rewardkit.http"),
+    **dict.fromkeys(("PRMTrainer", "PRMTrainingConfig", "train_prm"), "rewardkit.prm.training"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rewardkit' has no attribute {name!r}")
+
 
 __all__ = [
+    *sorted(_LAZY),
     "STEP_SCORES",
     "AsyncReward",
     "Batch",
@@ -33,14 +55,23 @@ __all__ = [
     "RewardInputError",
     "RewardSet",
     "Sample",
+    "Splitter",
+    "Step",
     "StepScores",
     "__version__",
+    "completion_text",
     "compose",
     "compose_from_yaml",
     "get_hook",
     "get_reward",
     "hookimpl",
+    "last_boxed",
     "list_hooks",
     "list_plugins",
     "list_rewards",
+    "message_text",
+    "split_steps",
+    "split_thinking",
+    "step_token_ends",
+    "token_char_ends",
 ]
