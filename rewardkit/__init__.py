@@ -24,7 +24,7 @@ from rewardkit.reward import (
     completion_text,
     message_text,
 )
-from rewardkit.trajectory import Splitter, Step, split_steps, split_thinking
+from rewardkit.trajectory import Splitter, Step, split_steps, split_thinking, step_token_ends, token_char_ends
 
 # imported on first use (``import rewardkit`` stays light: no torch, no HTTP stack)
 _LAZY = {
@@ -72,4 +72,6 @@ __all__ = [
     "message_text",
     "split_steps",
     "split_thinking",
+    "step_token_ends",
+    "token_char_ends",
 ]
