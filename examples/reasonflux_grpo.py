@@ -34,6 +34,8 @@ class ReasonFluxGRPOArguments:
     extra_rewards: dict | str | None = field(default=None, metadata={
         "help": "more rewards, e.g. {reasonflux.alignment: {weight: 0.1, no_think: all}} (YAML mapping)"})
     n_train: int = field(default=256, metadata={"help": "arithmetic problems to train on"})
+    chat: bool = field(default=False, metadata={"help": "ask as a chat message that requests a \\boxed{} answer "
+                                                        "(instruct models such as smollm2)"})
     warmstart_steps: int | None = field(default=None, metadata={"help": "SFT steps first (default: 40 on tiny, else 0)"})
     warmstart_learning_rate: float = 3e-3
     warmstart_batch_size: int = 16
@@ -66,7 +68,7 @@ def main(args: ReasonFluxGRPOArguments, training_args) -> dict[str, Any]:
     state = launch_state(training_args.use_cpu)
     out = Path(training_args.output_dir)
     model, tiny = resolve_model(args.model, state, seed=training_args.seed)
-    prompts, sft = arithmetic_datasets(args.n_train)
+    prompts, sft = arithmetic_datasets(args.n_train, args.chat)
     steps = args.warmstart_steps if args.warmstart_steps is not None else (40 if tiny else 0)
     if steps > 0:
         model = sft_warm_start(model, sft, out / "warmstart", steps=steps, learning_rate=args.warmstart_learning_rate,

@@ -24,6 +24,8 @@ from typing import Any
 @dataclass
 class RewardMapArguments:
     model: str = field(default="tiny", metadata={"help": "'tiny', 'smollm2', a Hub id or a local path"})
+    chat: bool = field(default=False, metadata={"help": "the question as one chat message (instruct models such as "
+                                                        "smollm2); default: a plain text prompt"})
     vlm: str | None = field(default=None, metadata={"nargs": "?", "const": "tiny", "help": (
         "train a VLM on rendered maps: 'tiny' (also a bare --vlm) for the offline tiny Qwen2.5-VL, or an id / path")})
     n_maps: int = 8                   # synthetic maps; difficulties cycle easy / middle / hard
@@ -74,7 +76,8 @@ def main(args: RewardMapArguments, training_args) -> dict[str, Any]:
     out, seed = Path(training_args.output_dir), training_args.seed
     vlm = "tiny" if args.vlm is True else args.vlm   # a YAML `vlm: true`
     rows = make_dataset(args.n_maps, args.questions_per_map, seed=seed, short_names=args.short_names,
-                        images=bool(vlm), image_size=args.image_size, as_list=True)
+                        images=bool(vlm), image_size=args.image_size, prompt_format="chat" if args.chat else "text",
+                        as_list=True)
     reward = get_reward(args.reward, alpha=args.alpha, transfer_penalty=args.transfer_penalty,
                         difficulty_weights=args.difficulty_weights)
     hook = get_hook("rewardmap.curriculum", stages=args.stages, seed=args.curriculum_seed, threshold=args.threshold,
@@ -88,7 +91,8 @@ def main(args: RewardMapArguments, training_args) -> dict[str, Any]:
         model, tiny = resolve_model(args.model, state, seed=seed)
         steps = args.warmstart_steps if args.warmstart_steps is not None else (80 if tiny else 0)
         if steps > 0:
-            sft = Dataset.from_list([{"prompt": r["prompt"], "completion": gold_answer(r)} for r in rows])
+            sft = Dataset.from_list([{"prompt": r["prompt"], "completion": [{"role": "assistant", "content": gold_answer(r)}]
+                                      if args.chat else gold_answer(r)} for r in rows])
             model = sft_warm_start(model, sft, out / "warmstart", steps=steps, learning_rate=args.warmstart_learning_rate,
                                    batch_size=args.warmstart_batch_size, seed=seed, use_cpu=training_args.use_cpu,
                                    state=state)
