@@ -110,7 +110,7 @@ class DreamPRMScorer(StepScorer):
         if self._lazy_prm is None:
             if self.model_ref is None:
                 raise RuntimeError("this scorer held an in-memory PRM and was pickled; pass a path instead")
-            from rewardkit.trl.placement import process_device, whole_model_loading
+            from rewardkit.trl import process_device, whole_model_loading
 
             with whole_model_loading():  # scored unsharded on every rank (no DeepSpeed engine here)
                 prm = load_prm(self.model_ref, variant=self.variant,
@@ -238,5 +238,5 @@ class DreamPRMReward(PRMReward):
         batch.counts.update({k: v for k, v in stats.items() if k in ("truncated", "too_long")})
         for i, chain, sc in zip(rows, chains, scores):
             out[i] = StepScores([float(x) for x in sc], list(chain.spans))
-        self.last_texts = list(batch.texts)
+        self.last_texts = list(batch.texts)  # as PRMReward: prm.process_advantage maps spans through them
         return out
