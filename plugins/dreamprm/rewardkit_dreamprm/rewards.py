@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardkit import StepScores
+from rewardkit import Batch, StepScores
 from rewardkit.prm import PRMReward, StepScorer, prompt_text
 from rewardkit_dreamprm.models import (
     DEFAULT_MAX_BATCH_TOKENS,
@@ -210,7 +210,7 @@ class DreamPRMReward(PRMReward):
         ends = None if chain.prefix_ends is None else chain.prefix_ends[: m - 1] + [chain.prefix_ends[-1]]
         return Chain(chain.question, chain.response, spans, final_answer=chain.final_answer, prefix_ends=ends)
 
-    def step_scores_batch(self, batch):
+    def step_scores_batch(self, batch: Batch) -> list[StepScores | None]:
         if not isinstance(self.scorer, DreamPRMScorer):
             return super().step_scores_batch(batch)
         out: list[StepScores | None] = [None] * len(batch)
@@ -236,7 +236,13 @@ class DreamPRMReward(PRMReward):
             self.scorer.keep_in_step(stats)
             scores = []
         batch.counts.update({k: v for k, v in stats.items() if k in ("truncated", "too_long")})
+        batch.extras["forwards"] = stats["forwards"]
         for i, chain, sc in zip(rows, chains, scores):
             out[i] = StepScores([float(x) for x in sc], list(chain.spans))
         self.last_texts = list(batch.texts)  # as PRMReward: prm.process_advantage maps spans through them
         return out
+
+    def log_components(self, batch: Batch) -> None:
+        super().log_components(batch)
+        if "forwards" in batch.extras:  # PRM forward passes this call took (max_batch_tokens packing)
+            batch.log_metric(f"rewardkit/{self.name}/forwards", float(batch.extras["forwards"]))

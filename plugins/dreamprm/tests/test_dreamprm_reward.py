@@ -33,6 +33,9 @@ def test_registered_reward_mean_logodds_by_hand(saved_prm, log_capture):
     vals = r(["Compute 2 + 3 + 4."] * 3, RESP, **log_capture.kwargs())
     assert vals[2] is None  # no steps: no process score, counted
     assert log_capture.metrics["rewardkit/dreamprm.prm/none"] == [1.0]
+    # 4 step prefixes fit one forward; the count reaches the logs and the call record
+    assert log_capture.metrics["rewardkit/dreamprm.prm/forwards"] == [1.0]
+    assert r.last_call.metrics["rewardkit/dreamprm.prm/forwards"] == 1.0
     steps = r.last_call.detail(STEP_SCORES)
     assert [len(s.scores) for s in steps[:2]] == [2, 2]
     # the final-answer line is not a scored step in v1
