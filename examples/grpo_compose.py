@@ -1,113 +1,127 @@
-"""The main job: GRPO with composed rewardkit rewards, driven by a YAML config.
+"""The main job: GRPO with composed rewardkit rewards on the bundled arithmetic problems.
 
     accelerate launch --config_file examples/configs/accelerate/single_cpu.yaml \
         examples/grpo_compose.py --config examples/configs/grpo_compose.yaml
 
-By default it builds the embedded tiny Llama model offline, warm-starts it with a short SFT on the
-bundled arithmetic problems (TRL's SFTTrainer) so that the rewards have something to shape, trains
-a tiny process reward model (PRM) on the bundled step-labelled chains, then trains the policy with
-TRL's GRPOTrainer on the config's ``rewards`` spec plus ``prm.score`` (the PRM's step scores). It writes
-``metrics.jsonl`` (one line per logged step) and ``rewards.png`` (each reward's mean over steps)
-into ``output_dir``. ``--model Qwen/Qwen2.5-0.5B-Instruct`` (or any path) trains a real model
-instead, without the warm start unless asked. Any config key can be overridden on the command line:
-``--max-steps 4``, ``--warmstart-steps 0``, ``--grpo.learning_rate 1e-5``.
+It builds the embedded tiny Llama offline, warm-starts it with a short SFT so the rewards have
+something to shape, trains a tiny process reward model on the bundled step-labelled chains, then
+trains the policy with TRL's GRPOTrainer on ``rewards`` plus ``prm.score``. It writes
+``metrics.jsonl``, ``summary.json`` and ``rewards.png`` into ``output_dir``. Arguments are this
+script's (below) and every ``GRPOConfig`` field, from the YAML file or the command line, as in TRL's
+own scripts: ``--max_steps 4``, ``--warmstart_steps 0``, ``--model smollm2`` (the offline
+SmolLM2-135M-Instruct), ``--model Qwen/Qwen2.5-0.5B-Instruct``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 
-def datasets_from(cfg: dict[str, Any]):
+
+@dataclass
+class ComposeArguments:
+    model: str = field(default="tiny", metadata={"help": "'tiny', 'smollm2', a Hub id or a local path"})
+    rewards: dict | str | None = field(default_factory=lambda: {"math.accuracy": 1.0, "format.boxed": 0.5}, metadata={
+        "help": "registered reward -> weight or {weight: w, <params>} (YAML mapping; a string is read as YAML)"})
+    hooks: list[str] = field(default_factory=list, metadata={"help": "trainer hooks by registered name"})
+    n_train: int = field(default=256, metadata={"help": "arithmetic problems to train on"})
+    warmstart_steps: int | None = field(default=None, metadata={"help": "SFT steps first (default: 60 on tiny, else 0)"})
+    warmstart_learning_rate: float = 3e-3
+    warmstart_batch_size: int = 16
+    prm_weight: float = field(default=0.1, metadata={"help": "weight of prm.score; 0 leaves it out"})
+    prm_model: str | None = field(default=None, metadata={"help": "a trained PRM; none: train the tiny one here"})
+    prm_reducer: str = "min"
+    prm_train_epochs: int = 10
+    prm_learning_rate: float = 3e-3
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rewards, str):
+            self.rewards = yaml.safe_load(self.rewards)
+        if not isinstance(self.rewards, dict) or not self.rewards:
+            raise ValueError(f"rewards must be a non-empty mapping of reward name -> weight, got {self.rewards!r}")
+        self.hooks = [yaml.safe_load(h) if isinstance(h, str) and h.lstrip().startswith("{") else h
+                      for h in self.hooks]
+
+
+def arithmetic_datasets(n_train: int):
     from datasets import Dataset
 
     from rewardkit.data import load_arithmetic, to_prompt
 
-    rows = load_arithmetic()
-    n_train = cfg.get("dataset", {}).get("n_train", 256)
-    train = rows[:n_train]
-    prompts = Dataset.from_list([{"prompt": to_prompt(r), "solution": r["solution"]} for r in train])
-    sft = Dataset.from_list([{"prompt": to_prompt(r), "completion": f" \\boxed{{{r['solution']}}}"} for r in train])
+    rows = load_arithmetic()[:n_train]
+    prompts = Dataset.from_list([{"prompt": to_prompt(r), "solution": r["solution"]} for r in rows])
+    sft = Dataset.from_list([{"prompt": to_prompt(r), "completion": f" \\boxed{{{r['solution']}}}"} for r in rows])
     return prompts, sft
 
 
-def train_process_reward(cfg: dict[str, Any], out: Path, state) -> dict[str, Any]:
-    """The ``prm.score`` spec entry: a PRM given by path/id, or the tiny PRM trained here on the
-    bundled step-labelled arithmetic chains (rewardkit.data.load_toy_steps)."""
-    pr = dict(cfg["process_reward"])
-    model = pr.pop("model", None)
-    epochs = pr.pop("train_epochs", 10)
-    lr = pr.pop("learning_rate", 3e-3)
+def process_reward(args: ComposeArguments, out: Path, seed: int, state) -> dict[str, Any]:
+    """The ``prm.score`` spec entry: the given PRM, or a tiny PRM trained here by the main process
+    alone (prepare=False: no DeepSpeed, so no collective another rank would wait for)."""
+    model = args.prm_model
     if model is None:
         from rewardkit.data.steps import load_toy_steps
         from rewardkit.prm.scorers import TaggedScorer
         from rewardkit.prm.training import PRMTrainingConfig, step_accuracy, train_prm
         from rewardkit.testing import tiny_model_dir
 
-        target = out / "prm"
+        model = str(out / "prm")
         if state.is_main_process:
-            base = tiny_model_dir("prm", seed=cfg.get("seed", 0))
-            train_prm(str(base), load_toy_steps("train"),
-                      PRMTrainingConfig(epochs=epochs, learning_rate=lr, output_dir=str(target), seed=cfg.get("seed", 0)))
-            # prepare=False: scored here by the main process alone, so no DeepSpeed (no collective)
-            acc = step_accuracy(TaggedScorer(str(target), prepare=False), load_toy_steps("test"))
-            print(f"process reward: tiny PRM trained {epochs} epochs, held-out step accuracy {acc:.3f}")
+            train_prm(str(tiny_model_dir("prm", seed=seed)), load_toy_steps("train"),
+                      PRMTrainingConfig(epochs=args.prm_train_epochs, learning_rate=args.prm_learning_rate,
+                                        output_dir=model, seed=seed))
+            acc = step_accuracy(TaggedScorer(model, prepare=False), load_toy_steps("test"))
+            print(f"process reward: tiny PRM trained {args.prm_train_epochs} epochs, held-out step accuracy {acc:.3f}")
         state.wait_for_everyone()
-        model = str(target)
-    return {"weight": pr.pop("weight", 0.25), "model": model, **pr}
+    return {"weight": args.prm_weight, "model": model, "reducer": args.prm_reducer}
 
 
-def main() -> None:
-    from trl import GRPOConfig, GRPOTrainer
+def main(args: ComposeArguments, training_args) -> dict[str, Any]:
+    from run_report import write_run_report
+    from trl import GRPOTrainer
+    from warm_start import sft_warm_start
 
     from rewardkit import compose
-    from rewardkit.recipes import (
-        end_run,
-        launch_state,
-        load_example_config,
-        resolve_model,
-        sft_warm_start,
-        write_run_report,
-    )
-    from rewardkit.trl import build_trainer
+    from rewardkit.testing import resolve_model
+    from rewardkit.trl import build_trainer, end_run, launch_state
 
-    cfg = load_example_config("examples/configs/grpo_compose.yaml", description=__doc__,
-                              aliases={"max_steps": "grpo.max_steps", "warmstart_steps": "warmstart.steps"})
-    state, use_cpu = launch_state(cfg.get("grpo", {}).get("use_cpu"))
-    cfg.setdefault("grpo", {})["use_cpu"] = use_cpu
-    out = Path(cfg.get("output_dir", "runs/grpo_compose"))
-    out.mkdir(parents=True, exist_ok=True)
-
-    model, tiny = resolve_model(cfg.get("model"), state, seed=cfg.get("seed", 0))
-    prompts, sft = datasets_from(cfg)
-    ws = cfg.get("warmstart", {})
-    if ws.get("steps", 40 if tiny else 0) > 0:
-        model = sft_warm_start(model, sft, out / "warmstart", steps=ws.get("steps", 40),
-                               learning_rate=ws.get("learning_rate", 3e-3), batch_size=ws.get("batch_size", 16),
-                               seed=cfg.get("seed", 0), use_cpu=use_cpu, state=state)
-
-    spec = dict(cfg["rewards"])
-    if cfg.get("process_reward"):
-        spec["prm.score"] = train_process_reward(cfg, out, state)
+    state = launch_state(training_args.use_cpu)
+    out = Path(training_args.output_dir)
+    model, tiny = resolve_model(args.model, state, seed=training_args.seed)
+    prompts, sft = arithmetic_datasets(args.n_train)
+    steps = args.warmstart_steps if args.warmstart_steps is not None else (60 if tiny else 0)
+    if steps > 0:
+        model = sft_warm_start(model, sft, out / "warmstart", steps=steps, learning_rate=args.warmstart_learning_rate,
+                               batch_size=args.warmstart_batch_size, seed=training_args.seed,
+                               use_cpu=training_args.use_cpu, state=state)
+    spec = dict(args.rewards)
+    if args.prm_weight:
+        spec["prm.score"] = process_reward(args, out, training_args.seed, state)
     rewards = compose(spec)
-    grpo = dict(cfg.get("grpo", {}))
-    grpo.setdefault("bf16", False)
-    config = GRPOConfig(output_dir=str(out), report_to="none", seed=cfg.get("seed", 0),
-                        **rewards.grpo_kwargs(), **grpo)
-    trainer = build_trainer(GRPOTrainer, hooks=cfg.get("hooks", []), model=model, reward_funcs=rewards.funcs,
-                            args=config, train_dataset=prompts)
+    for key, value in rewards.grpo_kwargs().items():
+        setattr(training_args, key, value)
+    trainer = build_trainer(GRPOTrainer, hooks=args.hooks, model=model, reward_funcs=rewards.funcs,
+                            args=training_args, train_dataset=prompts)
     trainer.train()
-
+    summary: dict[str, Any] = {}
     if state.is_main_process:
         summary = write_run_report(trainer.state.log_history, rewards.names, out, weights=rewards.weights)
         print(json.dumps(summary, indent=2))
-        print(f"wrote {out / 'metrics.jsonl'} and {out / 'rewards.png'}")
+        print(f"wrote {out / 'metrics.jsonl'}, {out / 'summary.json'} and {out / 'rewards.png'}")
     end_run(state)
+    return summary
 
 
 if __name__ == "__main__":
+    from trl import GRPOConfig, TrlParser
+
+    from rewardkit.trl import machine_defaults
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    main()
+    parser = TrlParser((ComposeArguments, GRPOConfig))
+    parser.set_defaults(**machine_defaults())
+    main(*parser.parse_args_and_config())

@@ -1,4 +1,8 @@
-"""Small recipes the example scripts share: config loading, launch state, an SFT warm start and the
+"""Deprecated, and removed once every example has moved to TRL's script shape (TrlParser with
+dataclass arguments; examples/run_report.py, examples/warm_start.py, rewardkit.trl.launch_state,
+rewardkit.testing.resolve_model).
+
+Small recipes the example scripts share: config loading, launch state, an SFT warm start and the
 run report.
 
 The run report is what every GRPO example leaves behind: ``metrics.jsonl`` (one line per logged
@@ -65,52 +69,18 @@ def load_example_config(default_config: str | Path, argv: Sequence[str] | None =
 
 
 def launch_state(use_cpu: bool | None = None) -> tuple[Any, bool]:
-    """The accelerate ``PartialState`` of a launched example, and whether it runs on the CPU.
-
-    On a machine without a GPU, accelerate joins the processes that ``accelerate launch`` or
-    ``torchrun`` started into one gloo group only when told ``cpu=True``; otherwise each process
-    silently trains alone. Pass the same ``use_cpu`` to every TrainingArguments of the run.
-    """
+    """Deprecated: ``rewardkit.trl.launch_state`` (with ``rewardkit.trl.machine_defaults``)."""
     import torch
-    from accelerate import PartialState
+
+    from rewardkit.trl.launch import launch_state as _launch_state
 
     if use_cpu is None:
         use_cpu = not torch.cuda.is_available()
-    return PartialState(cpu=use_cpu), use_cpu
+    return _launch_state(use_cpu), use_cpu
 
 
-def resolve_model(name: str | None, state: Any = None, *, kind: str = "causal_lm", seed: int = 0) -> tuple[str, bool]:
-    """The model an example trains: ``"tiny"`` or None is the offline tiny model of ``kind`` from
-    :mod:`rewardkit.testing`, ``"smollm2"`` the offline SmolLM2-135M-Instruct (causal LM only; both
-    built by the main process first when ``state`` is given), anything else (a Hub id or a path) is
-    returned as is. Returns ``(model, is_tiny)``."""
-    from contextlib import nullcontext
-
-    if name == "smollm2":
-        if kind != "causal_lm":
-            raise ValueError(f"--model smollm2 is a causal LM; this example needs a {kind} model")
-        from rewardkit.testing import smollm2_dir
-
-        with state.main_process_first() if state is not None else nullcontext():
-            return str(smollm2_dir()), False
-    if name not in (None, "tiny"):
-        return str(name), False
-    from rewardkit.testing import tiny_model_dir
-
-    with state.main_process_first() if state is not None else nullcontext():
-        return str(tiny_model_dir(kind, seed=seed)), True
-
-
-def end_run(state: Any) -> None:
-    """Wait for every rank, then close the process group: the clean end of a launched run.
-
-    ``state`` is the ``PartialState`` or the trainer's ``Accelerator``. It makes a rank's exit
-    independent of its peers' progress, but it does not rule out the rare gloo DDP teardown abort
-    ("terminate called without an active exception") described in docs/distributed.md.
-    """
-    state = getattr(state, "state", state)  # an Accelerator keeps its AcceleratorState there
-    state.wait_for_everyone()
-    state.destroy_process_group()
+from rewardkit.testing import resolve_model as resolve_model  # noqa: E402  (moved; re-exported for now)
+from rewardkit.trl.launch import end_run as end_run  # noqa: E402
 
 
 def sft_warm_start(model: str, dataset: Any, output_dir: str | Path, *, steps: int = 40, learning_rate: float = 3e-3,

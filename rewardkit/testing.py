@@ -224,6 +224,25 @@ def smollm2_dir() -> Path:
     return _atomic_build(target, build_smollm2)
 
 
+def resolve_model(name: str | None, state: Any = None, *, kind: str = "causal_lm", seed: int = 0) -> tuple[str, bool]:
+    """The model a script trains: ``"tiny"`` or None is the offline tiny model of ``kind``,
+    ``"smollm2"`` the offline SmolLM2-135M-Instruct (causal LM only; both built by the main process
+    first when ``state``, an accelerate ``PartialState``, is given), anything else (a Hub id or a
+    path) is returned as is. Returns ``(model, is_tiny)``."""
+    from contextlib import nullcontext
+
+    first = state.main_process_first() if state is not None else nullcontext()
+    if name == "smollm2":
+        if kind != "causal_lm":
+            raise ValueError(f"--model smollm2 is a causal LM; this script needs a {kind} model")
+        with first:
+            return str(smollm2_dir()), False
+    if name not in (None, "tiny"):
+        return str(name), False
+    with first:
+        return str(tiny_model_dir(kind, seed=seed)), True
+
+
 def tiny_grpo_config(output_dir: str | Path, **overrides: Any):
     """A GRPOConfig that runs fast on a CPU with the tiny model (override anything)."""
     from trl import GRPOConfig

@@ -26,12 +26,9 @@ NAMES = ("math.accuracy", "format.boxed", "prm.score")
 
 def _run_main_job(tmp_path: Path, launch_config: str, max_steps: int, per_device: int, timeout: int) -> Path:
     cfg = yaml.safe_load((ROOT / "examples/configs/grpo_compose.yaml").read_text())
-    cfg["output_dir"] = str(tmp_path / "run")
-    cfg["dataset"]["n_train"] = 32
-    cfg["warmstart"].update(steps=2, batch_size=8)
-    cfg["process_reward"]["train_epochs"] = 1
-    cfg["grpo"].update(max_steps=max_steps, logging_steps=1, per_device_train_batch_size=per_device,
-                       num_generations=4, disable_tqdm=True)
+    cfg.update(output_dir=str(tmp_path / "run"), n_train=32, warmstart_steps=2, warmstart_batch_size=8,
+               prm_train_epochs=1, max_steps=max_steps, logging_steps=1, per_device_train_batch_size=per_device,
+               num_generations=4, disable_tqdm=True)
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",

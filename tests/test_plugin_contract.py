@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from rewardkit import STEP_SCORES, Batch, CallRecord, ProcessReward, Reward, RewardInputError, Sample, StepScores
+from rewardkit import (
+    STEP_SCORES,
+    Batch,
+    CallRecord,
+    ProcessReward,
+    Reward,
+    RewardInputError,
+    Sample,
+    StepScores,
+)
 from rewardkit.testing import tiny_grpo_config, tiny_model_dir, tiny_prompt_dataset
 from rewardkit.trl import TrainerHook, build_trainer
 

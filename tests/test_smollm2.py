@@ -74,7 +74,7 @@ def test_smollm2_dir_is_a_plain_hf_directory_with_its_chat_template(smollm2_path
 
 
 def test_resolve_model_smollm2(smollm2_path):
-    from rewardkit.recipes import resolve_model
+    from rewardkit.testing import resolve_model
 
     assert resolve_model("smollm2") == (str(smollm2_path), False)  # a real model: no SFT warm start
     with pytest.raises(ValueError, match="causal LM"):

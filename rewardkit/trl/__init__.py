@@ -34,6 +34,10 @@ _LAZY = {
     "is_sharded": "rewardkit.trl.placement",
     "check_world_size": "rewardkit.trl.placement",
     "LaunchError": "rewardkit.trl.placement",
+    "machine_defaults": "rewardkit.trl.launch",
+    "launch_state": "rewardkit.trl.launch",
+    "end_run": "rewardkit.trl.launch",
+    "release_trainer": "rewardkit.trl.launch",
 }
 
 __all__ = ["TrainerHook", *_LAZY]

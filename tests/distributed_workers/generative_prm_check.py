@@ -44,7 +44,7 @@ def main() -> int:
     from trl import GRPOTrainer
 
     from rewardkit.prm import PrefixScorer, PRMReward
-    from rewardkit.recipes import end_run
+    from rewardkit.trl import end_run
     from rewardkit.testing import tiny_grpo_config, tiny_model_dir, tiny_prompt_dataset
     from rewardkit.trl import zero_stage
 
