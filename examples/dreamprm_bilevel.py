@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -40,13 +40,13 @@ class BilevelArguments:
 
 
 def parse(argv: list[str] | None = None):
-    from rewardkit_dreamprm import DreamPRMConfig
+    from rewardkit_dreamprm import DreamPRMConfig, bilevel_kwargs
     from trl import TrlParser
 
     args, config = TrlParser((BilevelArguments, DreamPRMConfig)).parse_args_and_config(argv)
     if config.variant == "1.5":  # again, with 1.5's preset under what the file and the flags set
         parser = TrlParser((BilevelArguments, DreamPRMConfig))
-        parser.set_defaults(**asdict(DreamPRMConfig.v15()))
+        parser.set_defaults(**bilevel_kwargs("1.5"))
         args, config = parser.parse_args_and_config(argv)
     return args, config
 

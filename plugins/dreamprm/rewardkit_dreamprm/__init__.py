@@ -15,6 +15,7 @@ _LAZY = {
     "best_of_n_eval": "rewardkit_dreamprm.bon",
     "select_best": "rewardkit_dreamprm.bon",
     "DreamPRMConfig": "rewardkit_dreamprm.config",
+    "bilevel_kwargs": "rewardkit_dreamprm.config",
     "BilevelHook": "rewardkit_dreamprm.hooks",
     "GenerativePRM": "rewardkit_dreamprm.models",
     "StepOutputs": "rewardkit_dreamprm.models",

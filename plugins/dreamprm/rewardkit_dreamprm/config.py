@@ -1,8 +1,8 @@
 """Configuration of a DreamPRM run: :class:`DreamPRMConfig`, every knob of the bi-level trainer.
 
-Two presets: the defaults are DreamPRM v1's official values, :meth:`DreamPRMConfig.v15` gives
-DreamPRM-1.5's, and :meth:`DreamPRMConfig.from_dict` picks the preset by ``variant`` before applying
-the given keys. Nothing here imports torch, so a config is built and validated cheaply.
+Presets are built one way, :func:`bilevel_kwargs` (``"v1"``: the dataclass defaults, DreamPRM's
+official values; ``"1.5"``: DreamPRM-1.5's), as the other plugins build their ``GRPOConfig`` kwargs.
+DreamPRM trains no policy, so there is no ``grpo_kwargs`` preset. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -13,11 +13,27 @@ from typing import Any
 ADAM_IMPLS = ("transformers", "torch")
 SCHEDULES = ("step", "cosine", "constant")
 
+PRESETS: dict[str, dict[str, Any]] = {
+    "v1": {},  # the DreamPRMConfig defaults are v1's official values
+    # DreamPRM-1.5 (main_table.py + run_table.sh): transformers' AdamW (eps 1e-6) at both levels,
+    # cosine with 5% warm-up at both levels, grad-clip 1.0 at both levels
+    "1.5": dict(variant="1.5", weighting="instance_table", lr=5e-5, weight_decay=0.01, adam_eps=1e-6,
+                adam_impl="transformers", lr_scheduler="cosine", meta_lr_scheduler="cosine", max_grad_norm=1.0,
+                meta_lr=5e-3, meta_weight_decay=1e-3, meta_max_grad_norm=1.0, unroll_steps=1, max_steps=100_000),
+}
+
+
+def bilevel_kwargs(preset: str = "v1", **overrides: Any) -> dict[str, Any]:
+    """:class:`DreamPRMConfig` keyword arguments of ``preset`` (``"v1"`` or ``"1.5"``), ``overrides`` on top."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown DreamPRM preset {preset!r}; known: {sorted(PRESETS)}")
+    return {**PRESETS[preset], **overrides}
+
 
 @dataclass
 class DreamPRMConfig:
-    """Every knob of the bi-level run. Defaults are DreamPRM v1's official values; use
-    :meth:`v15` for DreamPRM-1.5's."""
+    """Every knob of the bi-level run. Defaults are DreamPRM v1's official values; :meth:`v15` (or
+    :meth:`from_dict` with ``variant="1.5"``) gives DreamPRM-1.5's."""
 
     variant: str = "v1"                   # "v1" (value head, MSE) | "1.5" (generative +/-, CE)
     weighting: str = "domain"             # "domain" | "instance_table" | "instance_net" | "none" (baseline)
@@ -54,14 +70,8 @@ class DreamPRMConfig:
 
     @classmethod
     def v15(cls, **overrides: Any) -> DreamPRMConfig:
-        """DreamPRM-1.5's official values (main_table.py + run_table.sh): transformers' AdamW (eps 1e-6)
-        at both levels, cosine with 5% warm-up at both levels, grad-clip 1.0 at both levels."""
-        base = dict(variant="1.5", weighting="instance_table", lr=5e-5, weight_decay=0.01, adam_eps=1e-6,
-                    adam_impl="transformers", lr_scheduler="cosine", meta_lr_scheduler="cosine", max_grad_norm=1.0,
-                    meta_lr=5e-3, meta_weight_decay=1e-3, meta_max_grad_norm=1.0, unroll_steps=1,
-                    max_steps=100_000)
-        base.update(overrides)
-        return cls(**base)
+        """DreamPRM-1.5's official values (the ``"1.5"`` preset), ``overrides`` on top."""
+        return cls(**bilevel_kwargs("1.5", **overrides))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DreamPRMConfig:
@@ -69,9 +79,7 @@ class DreamPRMConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown DreamPRM config keys {unknown}")
-        if str(d.get("variant", "v1")) == "1.5":
-            return cls.v15(**d)
-        return cls(**d)
+        return cls(**bilevel_kwargs("1.5" if str(d.get("variant", "v1")) == "1.5" else "v1", **d))
 
     def validate(self) -> None:
         if self.variant not in ("v1", "1.5"):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import rewardkit_dreamprm
 
 from rewardkit import list_hooks, list_rewards
@@ -33,12 +34,8 @@ def test_import_and_registration_load_no_torch_transformers_or_trl():
 def test_every_public_name_resolves_and_unknown_names_fail():
     for name in rewardkit_dreamprm.__all__:
         assert getattr(rewardkit_dreamprm, name) is not None, name
-    try:
+    with pytest.raises(AttributeError, match="NoSuchThing"):
         rewardkit_dreamprm.NoSuchThing  # noqa: B018
-    except AttributeError as exc:
-        assert "NoSuchThing" in str(exc)
-    else:
-        raise AssertionError("an unknown name resolved")
 
 
 def test_registered_names_are_under_the_plugin():
@@ -65,3 +62,20 @@ def test_no_import_cycles_inside_the_package():
         return False
 
     assert [m for m in sorted(modules) if reach(m, m, {m})] == []
+
+
+def test_presets_are_built_one_way():
+    from dataclasses import asdict
+
+    from rewardkit_dreamprm import DreamPRMConfig, bilevel_kwargs
+
+    assert DreamPRMConfig(**bilevel_kwargs()) == DreamPRMConfig()
+    v15 = DreamPRMConfig.v15(lr=1e-4)
+    assert v15 == DreamPRMConfig(**bilevel_kwargs("1.5", lr=1e-4)) == DreamPRMConfig.from_dict({"variant": "1.5",
+                                                                                                  "lr": 1e-4})
+    assert (v15.weighting, v15.unroll_steps, v15.meta_lr_scheduler, v15.lr) == ("instance_table", 1, "cosine", 1e-4)
+    assert set(bilevel_kwargs("1.5")) <= set(asdict(DreamPRMConfig()))
+    with pytest.raises(ValueError, match="unknown DreamPRM preset '2'"):
+        bilevel_kwargs("2")
+    with pytest.raises(ValueError, match="unknown DreamPRM config keys"):
+        DreamPRMConfig.from_dict({"lrr": 1})
