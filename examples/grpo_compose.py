@@ -30,6 +30,8 @@ class ComposeArguments:
         "help": "registered reward -> weight or {weight: w, <params>} (YAML mapping; a string is read as YAML)"})
     hooks: list[str] = field(default_factory=list, metadata={"help": "trainer hooks by registered name"})
     n_train: int = field(default=256, metadata={"help": "arithmetic problems to train on"})
+    chat: bool = field(default=False, metadata={"help": "ask as a chat message that requests a \\boxed{} answer "
+                                                        "(instruct models such as smollm2)"})
     warmstart_steps: int | None = field(default=None, metadata={"help": "SFT steps first (default: 60 on tiny, else 0)"})
     warmstart_learning_rate: float = 3e-3
     warmstart_batch_size: int = 16
@@ -48,13 +50,18 @@ class ComposeArguments:
                       for h in self.hooks]
 
 
-def arithmetic_datasets(n_train: int):
+def arithmetic_datasets(n_train: int, chat: bool = False):
     from datasets import Dataset
 
     from rewardkit.data import load_arithmetic, to_prompt
 
+    def prompt(r):
+        if chat:
+            return [{"role": "user", "content": f"{r['question']} Put the final answer in \\boxed{{}}."}]
+        return to_prompt(r)
+
     rows = load_arithmetic()[:n_train]
-    prompts = Dataset.from_list([{"prompt": to_prompt(r), "solution": r["solution"]} for r in rows])
+    prompts = Dataset.from_list([{"prompt": prompt(r), "solution": r["solution"]} for r in rows])
     sft = Dataset.from_list([{"prompt": to_prompt(r), "completion": f" \\boxed{{{r['solution']}}}"} for r in rows])
     return prompts, sft
 
@@ -92,7 +99,7 @@ def main(args: ComposeArguments, training_args) -> dict[str, Any]:
     state = launch_state(training_args.use_cpu)
     out = Path(training_args.output_dir)
     model, tiny = resolve_model(args.model, state, seed=training_args.seed)
-    prompts, sft = arithmetic_datasets(args.n_train)
+    prompts, sft = arithmetic_datasets(args.n_train, args.chat)
     steps = args.warmstart_steps if args.warmstart_steps is not None else (60 if tiny else 0)
     if steps > 0:
         model = sft_warm_start(model, sft, out / "warmstart", steps=steps, learning_rate=args.warmstart_learning_rate,

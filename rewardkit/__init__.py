@@ -22,7 +22,25 @@ from rewardkit.reward import (
     StepScores,
 )
 
+# imported on first use (``import rewardkit`` stays light: no torch, no HTTP stack)
+_LAZY = {
+    **dict.fromkeys(("TextModel", "HFTextModel", "OpenAITextModel", "CallableTextModel", "TextModelError",
+                     "TextModelTimeout", "TextModelServer", "text_model", "as_messages"), "rewardkit.textgen"),
+    **dict.fromkeys(("request_json", "RetryPolicy", "HTTPError", "HTTPTimeout"), "rewardkit.http"),
+    **dict.fromkeys(("PRMTrainer", "PRMTrainingConfig", "train_prm"), "rewardkit.prm.training"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rewardkit' has no attribute {name!r}")
+
+
 __all__ = [
+    *sorted(_LAZY),
     "STEP_SCORES",
     "AsyncReward",
     "Batch",

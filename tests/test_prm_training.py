@@ -65,3 +65,35 @@ def test_mse_hard_labels_train(tmp_path):
                            PRMTrainingConfig(epochs=3, learning_rate=3e-3, batch_size=16, loss="mse", label_mode="hard"))
     assert len(history) == 3 and all(math.isfinite(h["loss"]) for h in history)
     assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_a_method_configures_the_loop_instead_of_copying_it(tmp_path):
+    """A PRMTrainer subclass changes the loss, adds held-out metrics and metadata; the loop stays."""
+    from rewardkit.prm.training import PRMTrainer, pad_rows
+
+    class MSEWithTerms(PRMTrainer):
+        def compute_loss(self, batch, logits):
+            labels = pad_rows([b["labels"] for b in batch], IGNORE, torch.float32)
+            total = prm_loss(logits, labels, "mse")
+            return total, {"half": total / 2}
+
+        def evaluate(self, records):
+            return {"acc": step_accuracy(self.scorer, records)}
+
+        def metadata(self):
+            return {**super().metadata(), "method": "test"}
+
+    records = load_toy_steps("train")[:16]
+    scorer = TaggedScorer(str(tiny_model_dir("prm")), head="token_cls", prepare=False)
+    cfg = PRMTrainingConfig(epochs=2, learning_rate=3e-3, batch_size=8, schedule="constant",
+                            output_dir=str(tmp_path / "out"))
+    trainer = MSEWithTerms(scorer, cfg)
+    history = trainer.train(records, records[:4])
+    assert [h["epoch"] for h in history] == [0, 1, 2] and set(history[0]) == {"epoch", "eval_acc"}
+    assert history[1]["half"] == pytest.approx(history[1]["loss"] / 2) and history[1]["examples"] == 16
+    assert trainer.model.training is False
+    import json
+
+    assert json.loads((tmp_path / "out" / "rewardkit_prm.json").read_text())["method"] == "test"
+    with pytest.raises(ValueError, match="schedule"):
+        PRMTrainingConfig(schedule="cosine")

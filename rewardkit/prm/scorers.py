@@ -657,7 +657,8 @@ class RemoteScorer(StepScorer):
 
     The server answers ``{"scores": [[float, ...] | null, ...]}`` (one list per row, one float per
     step) and may add ``"stats": {"truncated": n, ...}``. Rows are sent in chunks of
-    ``batch_size``; a transport error is retried ``retries`` times, then raised.
+    ``batch_size``; a transport error or a 502/503/504 answer is retried ``retries`` times
+    (:func:`rewardkit.http.request_json`), then raised.
     """
 
     def __init__(self, url: str, *, timeout: float = 60.0, batch_size: int = 64, retries: int = 2,
@@ -669,25 +670,15 @@ class RemoteScorer(StepScorer):
         self.headers = dict(headers or {})
 
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        import time
-        import urllib.error
-        import urllib.request
+        from rewardkit.http import HTTPError, RetryPolicy, request_json
 
-        body = json.dumps(payload).encode("utf-8")
-        last: Exception | None = None
-        for attempt in range(self.retries + 1):
-            req = urllib.request.Request(self.url, data=body, method="POST",
-                                         headers={"Content-Type": "application/json", **self.headers})
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read().decode("utf-8"))
-            except urllib.error.HTTPError as exc:  # the server answered: its error is not transient
-                detail = exc.read().decode("utf-8", errors="replace")[:500]
-                raise RuntimeError(f"PRM server {self.url} answered HTTP {exc.code}: {detail}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                last = exc
-                time.sleep(0.2 * (attempt + 1))
-        raise ConnectionError(f"PRM server {self.url} unreachable after {self.retries + 1} tries: {last}")
+        try:
+            return request_json("POST", self.url, payload, headers=self.headers, timeout=self.timeout,
+                                retry=RetryPolicy(retries=self.retries, backoff_s=0.2))
+        except HTTPError as exc:
+            if exc.status is not None:  # the server answered: its error is not transient
+                raise RuntimeError(f"PRM server {exc}") from None
+            raise ConnectionError(f"PRM server {self.url} unreachable after {exc.attempts} tries: {exc}") from None
 
     def score(self, prompts, steps, *, stats=None):
         _check_inputs(prompts, steps)

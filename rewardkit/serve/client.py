@@ -3,7 +3,7 @@
 Failure handling, in order:
 
 1. transport errors (refused, reset, client timeout) and 502/503/504 answers are retried with
-   exponential backoff and jitter, ``retries`` times;
+   exponential backoff and jitter, ``retries`` times (:func:`rewardkit.http.request_json`);
 2. every request that still fails counts against a :class:`CircuitBreaker`; after
    ``breaker_threshold`` failures in a row it opens and calls fail at once, without touching the
    network, for ``breaker_reset_s`` (doubling while the server stays down, up to
@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rewardkit.http import GATEWAY_STATUS, HTTPError, RetryPolicy, request_json
 from rewardkit.prm.scorers import StepScorer, score_over_http
 from rewardkit.reward import STEP_SCORES, Batch, ProcessReward, Reward, StepScores
 
-RETRY_STATUS = (502, 503, 504)
+RETRY_STATUS = GATEWAY_STATUS
 TOKEN_ENV = "REWARDKIT_SERVE_TOKEN"
 
 
@@ -192,21 +192,17 @@ class _RemoteMixin:
 
     def health(self, timeout: float | None = None) -> dict[str, Any]:
         """The server's ``/health`` answer (raises :class:`RemoteRewardError` when unreachable)."""
-        import httpx
-
         try:
-            resp = self._client().get("/health", timeout=self.timeout if timeout is None else timeout)
-        except httpx.HTTPError as exc:
-            raise RemoteRewardError(f"reward server {self.url} unreachable: {type(exc).__name__}: {exc}") from exc
-        if resp.status_code != 200:
-            raise RemoteRewardError(f"reward server {self.url} /health answered {resp.status_code}",
-                                    status=resp.status_code)
-        return resp.json()
+            return request_json("GET", self.url + "/health", timeout=self.timeout if timeout is None else timeout,
+                                retry=RetryPolicy(retries=0), session=self._client())
+        except HTTPError as exc:
+            if exc.status is None:
+                raise RemoteRewardError(f"reward server {self.url} unreachable: {exc}") from exc
+            raise RemoteRewardError(f"reward server {self.url} /health answered {exc.status}",
+                                    status=exc.status) from exc
 
     def _post(self, body: dict[str, Any], stats: dict[str, int] | None = None,
               path: str = "/v1/score") -> dict[str, Any]:
-        import httpx
-
         what = f"remote reward {self.remote_name!r} at {self.url}"
         if self.breaker.before_call(what):
             # half-open: a cheap probe decides, not a big scoring request that may time out
@@ -217,39 +213,29 @@ class _RemoteMixin:
                 raise CircuitOpenError(f"{what}: circuit open, the half-open probe failed ({exc})",
                                        status=exc.status, retryable=True) from exc
             self.breaker.record_success()
-        payload = json.dumps(body, default=_json_default, allow_nan=False)
-        last: RemoteRewardError | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                if stats is not None:
-                    stats["retries"] = stats.get("retries", 0) + 1
-                delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-                time.sleep(delay * random.uniform(0.5, 1.5))
-            try:
-                resp = self._client().post(path, content=payload,
-                                           headers={"content-type": "application/json"})
-            except httpx.HTTPError as exc:
-                last = RemoteRewardError(f"{what}: {type(exc).__name__}: {exc}", retryable=True)
-                continue
-            if resp.status_code == 200:
-                self.breaker.record_success()
-                return resp.json()
-            try:
-                info = resp.json()
-            except ValueError:
-                info = {"error": resp.text[:500]}
-            err = RemoteRewardError(f"{what} answered {resp.status_code}: {info.get('error', info)}",
-                                    status=resp.status_code,
-                                    retryable=resp.status_code in RETRY_STATUS or bool(info.get("retryable")))
-            if not err.retryable:
+        payload = json.dumps(body, default=_json_default, allow_nan=False).encode("utf-8")
+
+        def count_retry(_retry: int, _failure: HTTPError) -> None:
+            if stats is not None:
+                stats["retries"] = stats.get("retries", 0) + 1
+
+        policy = RetryPolicy(retries=self.retries, backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s,
+                             retry_status=RETRY_STATUS)
+        try:
+            answer = request_json("POST", self.url + path, payload, timeout=self.timeout, retry=policy,
+                                  session=self._client(), on_retry=count_retry)
+        except HTTPError as exc:
+            answered = exc.status is not None and exc.status >= 300  # else unreachable, or a 2xx that is not JSON
+            message = f"{what} answered {exc.status}: {exc.detail}" if answered else f"{what}: {exc}"
+            if not exc.retryable:
                 # the server is up and answered: not a reason to open the circuit
                 self.breaker.record_success()
-                raise err
-            last = err
-        self.breaker.record_failure()
-        assert last is not None
-        raise RemoteRewardError(f"{last} (gave up after {self.retries + 1} attempts)", status=last.status,
-                                retryable=True) from last
+                raise RemoteRewardError(message, status=exc.status) from None
+            self.breaker.record_failure()
+            raise RemoteRewardError(f"{message} (gave up after {exc.attempts} attempts)", status=exc.status,
+                                    retryable=True) from exc
+        self.breaker.record_success()
+        return answer
 
     def _remote_batch(self, batch: Batch, *, steps: bool) -> tuple[list[int], list[Any], list[Any] | None]:
         """Send the batch's scorable rows to the server: their indices, their values and (with

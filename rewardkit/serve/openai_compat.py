@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from rewardkit.http import SERVER_ERROR_STATUS, HTTPError, HTTPTimeout, RetryPolicy, request_json
 
 Messages = list[dict[str, Any]]
 GenerateFn = Callable[[Messages, dict[str, Any]], list[str]]
@@ -39,48 +39,19 @@ def post_chat_completions(base_url: str, body: dict[str, Any], *, api_key: str |
                           timeout: float = 60.0, max_retries: int = 2, backoff: float = 0.5) -> dict[str, Any]:
     """POST ``body`` to ``{base_url}/chat/completions`` and return the decoded JSON reply.
 
-    Timeouts, connection errors and 5xx answers are retried ``max_retries`` times (``backoff`` x
-    attempt seconds apart); a 4xx answer or a reply that is not JSON raises at once, since asking
-    again would not change it.
+    Timeouts, connection errors and 5xx answers are retried ``max_retries`` times (exponential
+    backoff from ``backoff`` seconds, with jitter: :func:`rewardkit.http.request_json`); a 4xx
+    answer or a reply that is not JSON raises at once, since asking again would not change it.
     """
     url = f"{base_url.rstrip('/')}/chat/completions"
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    data = json.dumps(body).encode("utf-8")
-    last: Exception | None = None
-    for attempt in range(max_retries + 1):
-        if attempt:
-            time.sleep(backoff * attempt)
-        req = urllib.request.Request(url, data=data, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            error = ChatCompletionsError(f"{url} answered HTTP {exc.code}: "
-                                         f"{exc.read()[:300].decode('utf-8', 'replace')}")
-            if exc.code < 500:
-                raise error from None
-            last = error
-            continue
-        except TimeoutError as exc:
-            last = exc
-            continue
-        except urllib.error.URLError as exc:
-            timed_out = isinstance(exc.reason, TimeoutError)
-            last = TimeoutError(str(exc.reason)) if timed_out else ChatCompletionsError(
-                f"cannot reach {url}: {exc.reason}")
-            continue
-        except ConnectionError as exc:
-            last = ChatCompletionsError(f"cannot reach {url}: {exc}")
-            continue
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError:
-            raise ChatCompletionsError(f"{url} returned malformed JSON: {raw[:200]!r}") from None
-    if isinstance(last, TimeoutError):
-        raise ChatCompletionsTimeout(f"{url} did not answer within {timeout:g} s ({max_retries + 1} attempts)")
-    raise last if last is not None else ChatCompletionsError(f"{url} failed")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    policy = RetryPolicy(retries=max_retries, backoff_s=backoff, retry_status=SERVER_ERROR_STATUS)
+    try:
+        return request_json("POST", url, body, headers=headers, timeout=timeout, retry=policy)
+    except HTTPTimeout as exc:
+        raise ChatCompletionsTimeout(str(exc)) from None
+    except HTTPError as exc:
+        raise ChatCompletionsError(str(exc)) from None
 
 
 def choice_texts(reply: dict[str, Any]) -> list[str]:

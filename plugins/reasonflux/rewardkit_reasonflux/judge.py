@@ -1,12 +1,13 @@
 """Expert-judge backends for the quality score and the template-guided trajectory reward.
 
 ReasonFlux-PRM uses an expert LLM (GPT-4o in the paper) twice: to grade each thinking step
-(``r_t^qual``) and to write a reasoning template for the trajectory reward. Here that LLM is a
-pluggable :class:`JudgeBackend`:
+(``r_t^qual``) and to write a reasoning template for the trajectory reward. Here that LLM is any
+:class:`rewardkit.TextModel` (a spec string such as ``"openai:http://host/v1#gpt-4o"`` works too);
+the ReasonFlux names are the core classes with 64 answer tokens by default:
 
 * :class:`TransformersBackend` — a local ``transformers`` causal LM (chat template applied);
 * :class:`OpenAIBackend` — any OpenAI-compatible ``/chat/completions`` endpoint (OpenAI, vLLM,
-  SGLang, llama.cpp, or :mod:`rewardkit_reasonflux.server`), standard library HTTP only;
+  SGLang, llama.cpp, or :mod:`rewardkit_reasonflux.server`), key from ``$OPENAI_API_KEY``;
 * :class:`CallableBackend` — a Python function, for rule-based or custom judges.
 
 :class:`CachedGenerator` caches every generation by a content hash of (backend, prompt, decoding
@@ -24,29 +25,23 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rewardkit.serve.openai_compat import (
-    ChatCompletionsError,
-    ChatCompletionsTimeout,
-    choice_texts,
-    post_chat_completions,
+from rewardkit import (
+    CallableTextModel,
+    HFTextModel,
+    OpenAITextModel,
+    TextModel,
+    TextModelError,
+    TextModelTimeout,
+    text_model,
 )
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 FIELD = re.compile(r"\{\{(\w+)\}\}")
 
 Prompt = str | list[dict[str, Any]]
-
-
-class JudgeError(RuntimeError):
-    """The judge backend failed (HTTP error, malformed JSON, wrong shape)."""
-
-
-class JudgeTimeoutError(JudgeError, TimeoutError):
-    """The judge backend did not answer in time (after its retries)."""
 
 
 # -- templates ----------------------------------------------------------------------------------
@@ -110,257 +105,54 @@ def parse_score(text: str | None, scale: float = 10.0) -> float | None:
     return v
 
 
-# -- backends -----------------------------------------------------------------------------------
+# -- backends: the core rewardkit text models under ReasonFlux's names ---------------------------
 
-def as_messages(prompt: Prompt, system: str | None = None) -> list[dict[str, Any]]:
-    msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    if system and not any(m.get("role") == "system" for m in msgs):
-        msgs = [{"role": "system", "content": system}, *msgs]
-    return msgs
+JudgeError = TextModelError
+JudgeTimeoutError = TextModelTimeout
 
 
-class JudgeBackend:
-    """Generates text for prompts. Subclasses implement :meth:`complete`.
+class JudgeBackend(TextModel):
+    """A :class:`rewardkit.TextModel` whose ``complete(prompts, ...)`` is the batch
+    :meth:`~rewardkit.TextModel.generate` (ReasonFlux's name for it; 64 answer tokens by default)."""
 
-    ``complete(prompts, max_tokens, temperature, n, choices, seed)`` returns, for each prompt, ``n``
-    answers. With ``choices`` the backend answers with one of them (constrained decoding where the
-    backend supports it).
-    """
-
-    def identity(self) -> str:
-        """A string that changes whenever the backend would answer differently (the cache key)."""
-        raise NotImplementedError
-
-    def complete(self, prompts: Sequence[Prompt], *, max_tokens: int = 64, temperature: float = 0.0, n: int = 1,
-                 choices: Sequence[str] | None = None, seed: int | None = None) -> list[list[str]]:
-        raise NotImplementedError
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: (None if k.startswith("_lazy_") else v) for k, v in self.__dict__.items()}
+    def complete(self, prompts: Sequence[Prompt], **options: Any) -> list[list[str]]:  # type: ignore[override]
+        return self.generate(prompts, **options)
 
 
-class CallableBackend(JudgeBackend):
+class CallableBackend(JudgeBackend, CallableTextModel):
     """Wrap ``fn(prompt, *, n, max_tokens, temperature, choices, seed) -> str | list[str]``."""
 
     def __init__(self, fn: Callable[..., str | list[str]], name: str | None = None) -> None:
-        self.fn = fn
-        self.name = name or getattr(fn, "__qualname__", repr(fn))
-
-    def identity(self) -> str:
-        return f"callable:{self.name}"
-
-    def complete(self, prompts, *, max_tokens=64, temperature=0.0, n=1, choices=None, seed=None):
-        out = []
-        for p in prompts:
-            r = self.fn(p, n=n, max_tokens=max_tokens, temperature=temperature, choices=choices, seed=seed)
-            r = [r] if isinstance(r, str) else list(r)
-            if len(r) != n:
-                raise JudgeError(f"judge function {self.name!r} returned {len(r)} answers, expected {n}")
-            out.append(r)
-        return out
+        super().__init__(fn, name, max_tokens=64)
 
 
-class TransformersBackend(JudgeBackend):
-    """A local causal LM. Greedy at temperature 0, sampling (seeded) above it.
-
-    ``choices`` is answered by scoring every choice's log-likelihood after the prompt and taking the
-    best, which is exact constrained decoding for a closed set of answers.
-    """
+class TransformersBackend(JudgeBackend, HFTextModel):
+    """A local causal LM (see :class:`rewardkit.HFTextModel`): greedy at temperature 0, choices by
+    log-likelihood."""
 
     def __init__(self, model: str | os.PathLike[str], *, device: str | None = None, dtype: str | None = None,
                  batch_size: int = 8, system: str | None = None, max_prompt_tokens: int | None = None) -> None:
-        self.model = str(model)
-        self.device = device
-        self.dtype = dtype
-        self.batch_size = batch_size
-        self.system = system
-        self.max_prompt_tokens = max_prompt_tokens
-        self._lazy_model: Any = None
-        self._lazy_tokenizer: Any = None
-        self._lazy_lock = threading.Lock()
-
-    def identity(self) -> str:
-        return f"transformers:{os.path.abspath(self.model) if os.path.exists(self.model) else self.model}"
-
-    def load(self) -> tuple[Any, Any]:
-        if self._lazy_lock is None:
-            self._lazy_lock = threading.Lock()
-        with self._lazy_lock:
-            if self._lazy_model is None:
-                import torch
-                from transformers import AutoModelForCausalLM, AutoTokenizer
-
-                tok = AutoTokenizer.from_pretrained(self.model)
-                tok.padding_side = "left"
-                if tok.pad_token is None:
-                    tok.pad_token = tok.eos_token
-                from rewardkit.trl.placement import process_device, whole_model_loading
-
-                if self.device is None:
-                    self.device = process_device()
-                kwargs = {"dtype": getattr(torch, self.dtype)} if self.dtype else {}
-                with whole_model_loading():  # generate() on a ZeRO-3-partitioned model would fail
-                    model = AutoModelForCausalLM.from_pretrained(self.model, **kwargs).to(self.device)
-                model.eval()
-                self._lazy_tokenizer, self._lazy_model = tok, model
-        return self._lazy_model, self._lazy_tokenizer
-
-    def render_prompt(self, prompt: Prompt) -> str:
-        _, tok = self.load()
-        msgs = as_messages(prompt, self.system)
-        if getattr(tok, "chat_template", None):
-            return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        return "\n\n".join(str(m.get("content", "")) for m in msgs)
-
-    def _encode(self, texts: list[str]):
-        _, tok = self.load()
-        kw: dict[str, Any] = {"return_tensors": "pt", "padding": True, "add_special_tokens": False}
-        if self.max_prompt_tokens:
-            tok.truncation_side = "left"
-            kw.update(truncation=True, max_length=self.max_prompt_tokens)
-        return tok(texts, **kw).to(self.device)
-
-    def complete(self, prompts, *, max_tokens=64, temperature=0.0, n=1, choices=None, seed=None):
-        import torch
-
-        model, tok = self.load()
-        texts = [self.render_prompt(p) for p in prompts]
-        if choices:
-            return [[c] * n for c in self._choose(texts, list(choices))]
-        out: list[list[str]] = []
-        for start in range(0, len(texts), self.batch_size):
-            chunk = texts[start:start + self.batch_size]
-            enc = self._encode(chunk)
-            gen_kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "num_return_sequences": n,
-                                          "pad_token_id": tok.pad_token_id}
-            if temperature and temperature > 0:
-                gen_kwargs.update(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0)
-                if seed is not None:
-                    torch.manual_seed(seed + start)
-            else:
-                gen_kwargs.update(do_sample=False)
-            with torch.inference_mode():
-                ids = model.generate(**enc, **gen_kwargs)
-            new = ids[:, enc["input_ids"].shape[1]:]
-            decoded = tok.batch_decode(new, skip_special_tokens=True)
-            for k in range(len(chunk)):
-                out.append(decoded[k * n:(k + 1) * n])
-        return out
-
-    def choice_logprobs(self, texts: list[str], choices: list[str]) -> list[list[float]]:
-        """Sum of token log-probabilities of each choice after each (rendered) prompt."""
-        import torch
-
-        model, tok = self.load()
-        result: list[list[float]] = []
-        for text in texts:
-            p_ids = tok(text, add_special_tokens=False)["input_ids"]
-            scores = []
-            for c in choices:
-                c_ids = tok(c, add_special_tokens=False)["input_ids"]
-                ids = torch.tensor([p_ids + c_ids], device=self.device)
-                with torch.inference_mode():
-                    logits = model(input_ids=ids).logits[0].float()
-                logp = torch.log_softmax(logits[len(p_ids) - 1:-1], dim=-1)
-                tgt = torch.tensor(c_ids, device=self.device)
-                scores.append(float(logp.gather(1, tgt[:, None]).sum()))
-            result.append(scores)
-        return result
-
-    def _choose(self, texts: list[str], choices: list[str]) -> list[str]:
-        out = []
-        for scores in self.choice_logprobs(texts, choices):
-            out.append(choices[max(range(len(choices)), key=lambda i: scores[i])])
-        return out
+        super().__init__(model, device=device, dtype=dtype, batch_size=batch_size, system=system,
+                         max_prompt_tokens=max_prompt_tokens, max_tokens=64)
 
 
-class OpenAIBackend(JudgeBackend):
-    """Any OpenAI-compatible chat-completions endpoint.
+class OpenAIBackend(JudgeBackend, OpenAITextModel):
+    """An OpenAI-compatible endpoint (see :class:`rewardkit.OpenAITextModel`); the key defaults to
+    ``$OPENAI_API_KEY``."""
 
-    Args:
-        base_url: e.g. ``https://api.openai.com/v1`` or ``http://127.0.0.1:8000/v1``.
-        model: the model name the server expects.
-        api_key / api_key_env: the bearer token, or the environment variable holding it (read at
-            request time, never pickled or cached).
-        timeout: seconds per request; max_retries: retries on timeouts, connection errors and 5xx.
-        concurrency: parallel requests for a batch of prompts.
-        guided_choice_field: request field for constrained choices (``"guided_choice"`` for vLLM and
-            :mod:`rewardkit_reasonflux.server`); ``None`` sends no constraint (plain OpenAI).
-        extra_body: extra JSON fields for every request.
-    """
-
-    def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
-                 api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0, max_retries: int = 2,
-                 backoff: float = 0.5, concurrency: int = 8, guided_choice_field: str | None = None,
-                 system: str | None = None, extra_body: dict[str, Any] | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.model = model
-        self.api_key = api_key
-        self.api_key_env = api_key_env
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self.concurrency = concurrency
-        self.guided_choice_field = guided_choice_field
-        self.system = system
-        self.extra_body = dict(extra_body or {})
-
-    def identity(self) -> str:
-        return f"openai:{self.base_url}:{self.model}:{self.system or ''}"
-
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return post_chat_completions(self.base_url, body, api_key=self.api_key or os.environ.get(self.api_key_env),
-                                         timeout=self.timeout, max_retries=self.max_retries, backoff=self.backoff)
-        except ChatCompletionsTimeout as exc:
-            raise JudgeTimeoutError(f"judge endpoint {exc}") from None
-        except ChatCompletionsError as exc:
-            raise JudgeError(f"judge endpoint {exc}") from None
-
-    def _one(self, prompt: Prompt, max_tokens: int, temperature: float, n: int,
-             choices: Sequence[str] | None, seed: int | None) -> list[str]:
-        body: dict[str, Any] = {"model": self.model, "messages": as_messages(prompt, self.system),
-                                "max_tokens": max_tokens, "temperature": temperature, "n": n, **self.extra_body}
-        if seed is not None:
-            body["seed"] = seed
-        if choices and self.guided_choice_field:
-            body[self.guided_choice_field] = list(choices)
-        try:
-            answers = choice_texts(self._post(body))
-        except ChatCompletionsError as exc:
-            raise JudgeError(f"judge endpoint returned an {exc}") from None
-        if len(answers) != n:
-            raise JudgeError(f"judge endpoint returned {len(answers)} choices, asked for n={n}")
-        return answers
-
-    def complete(self, prompts, *, max_tokens=64, temperature=0.0, n=1, choices=None, seed=None):
-        prompts = list(prompts)
-        if len(prompts) <= 1 or self.concurrency <= 1:
-            return [self._one(p, max_tokens, temperature, n, choices, seed) for p in prompts]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
-            return list(pool.map(lambda p: self._one(p, max_tokens, temperature, n, choices, seed), prompts))
+    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", **kwargs: Any) -> None:
+        super().__init__(base_url, model, api_key_env=api_key_env, **{"max_tokens": 64, **kwargs})
 
 
-def make_backend(spec: Any) -> JudgeBackend:
-    """A backend from an instance, a callable, or a dict ``{"type": "transformers"|"openai", ...}``."""
-    if isinstance(spec, JudgeBackend):
-        return spec
-    if isinstance(spec, dict):
-        params = dict(spec)
-        kind = params.pop("type", None)
-        if kind == "transformers":
-            return TransformersBackend(**params)
-        if kind in ("openai", "http"):
-            return OpenAIBackend(**params)
-        raise ValueError(f"judge backend type must be 'transformers' or 'openai', got {kind!r}")
-    if isinstance(spec, (str, os.PathLike)):
-        s = str(spec)
-        if s.startswith(("http://", "https://")):
-            raise ValueError("an HTTP judge needs a model name: pass {'type': 'openai', 'base_url': ..., 'model': ...}")
-        return TransformersBackend(s)
-    if callable(spec):
+def make_backend(spec: Any) -> TextModel:
+    """A judge from a text model, a callable, a spec string or a dict ``{"type": "transformers"|"openai",
+    ...}`` (:func:`rewardkit.text_model`), with 64 answer tokens and the key in ``$OPENAI_API_KEY`` by default."""
+    if callable(spec) and not isinstance(spec, TextModel):
         return CallableBackend(spec)
-    raise TypeError(f"cannot build a judge backend from {spec!r}")
+    if isinstance(spec, dict):
+        defaults = {"api_key_env": "OPENAI_API_KEY"} if spec.get("type") in ("openai", "http") else {}
+        return text_model({"max_tokens": 64, **defaults, **spec})
+    return text_model(spec, max_tokens=64)
 
 
 # -- cache --------------------------------------------------------------------------------------
@@ -432,7 +224,7 @@ class CachedGenerator:
                 todo[k] = p
         self.stats["hits"] += len(keys) - len(todo)
         if todo:
-            answers = self.backend.complete(list(todo.values()), max_tokens=max_tokens, temperature=temperature,
+            answers = self.backend.generate(list(todo.values()), max_tokens=max_tokens, temperature=temperature,
                                             n=n, choices=choices, seed=seed)
             if len(answers) != len(todo):
                 raise JudgeError(f"backend returned {len(answers)} answer lists for {len(todo)} prompts")

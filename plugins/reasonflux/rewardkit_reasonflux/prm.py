@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from rewardkit.prm import TaggedScorer
 from rewardkit.prm.reward import prompt_text
-from rewardkit.reward import Batch, ProcessReward, StepScores
+from rewardkit.reward import STEP_SCORES, Batch, ProcessReward, StepScores
 from rewardkit.trajectory import split_steps, split_thinking
 from rewardkit_reasonflux import official
 
@@ -308,7 +308,7 @@ class ReasonFluxPRM(ProcessReward):
 
     def score_batch(self, batch: Batch) -> list[float | None]:
         steps = self.step_scores_batch(batch)
-        self.last_step_scores = steps
+        batch.share(STEP_SCORES, steps)
         n_think: dict[int, int] = getattr(batch, "_reasonflux_n_thinking", {})
         values: list[float | None] = []
         for i, s in enumerate(steps):

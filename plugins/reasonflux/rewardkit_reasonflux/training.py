@@ -13,27 +13,28 @@ reward ``reasonflux.trajectory``, or any rewards with the same protocol).
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rewardkit import PRMTrainer, PRMTrainingConfig
 from rewardkit_reasonflux.prm import DEFAULT_SYSTEM, ChatPrompt
 
 
 @dataclass
-class ReasonFluxPRMConfig:
+class ReasonFluxPRMConfig(PRMTrainingConfig):
+    """The core training options with ReasonFlux's defaults (constant learning rate, AdamW's weight
+    decay 0.01), plus the loss weights and the PRM's prompt layout."""
+
     lambda_step: float = 1.0
     lambda_traj: float = 1.0
     epochs: int = 10
     learning_rate: float = 2e-3
-    batch_size: int = 16
-    max_length: int = 1024
-    seed: int = 0
+    weight_decay: float = 0.01
+    schedule: str = "constant"
     step_tag: str = "<extra_0>"
     system_prompt: str | None = DEFAULT_SYSTEM
     positive_label: int = 1
-    output_dir: str | None = None
 
 
 def _thinking_list(rec: dict[str, Any]) -> list[str]:
@@ -101,8 +102,9 @@ def build_targets(records: Sequence[dict[str, Any]], step_reward: Any, trajector
     return out
 
 
-class ReasonFluxPRMTrainer:
-    """Fine-tunes a token-classification PRM with the ReasonFlux joint MSE loss.
+class ReasonFluxPRMTrainer(PRMTrainer):
+    """Fine-tunes a token-classification PRM with the ReasonFlux joint MSE loss: the core
+    :class:`rewardkit.PRMTrainer` loop with ReasonFlux's encoding, loss and held-out metrics.
 
     >>> trainer = ReasonFluxPRMTrainer("path/to/token-cls-prm", ReasonFluxPRMConfig(epochs=5))  # doctest: +SKIP
     >>> history = trainer.train(train_records, eval_records)                                   # doctest: +SKIP
@@ -111,21 +113,18 @@ class ReasonFluxPRMTrainer:
     def __init__(self, model: Any, config: ReasonFluxPRMConfig | None = None) -> None:
         from rewardkit.prm import TaggedScorer
 
-        self.config = cfg = config or ReasonFluxPRMConfig()
+        cfg = config or ReasonFluxPRMConfig()
         ref = model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", None)
         if not ref:
             raise ValueError("pass the PRM as a path (its tokenizer and chat template are read from it)")
         self.chat = ChatPrompt(str(ref), cfg.system_prompt)
-        self.scorer = TaggedScorer(model, head="token_cls", step_tag=cfg.step_tag, step_separator="",
-                                   prompt_template=self.chat, positive_label=cfg.positive_label,
-                                   max_length=cfg.max_length, add_bos=False,
-                                   # trained in this process alone: never handed to DeepSpeed
-                                   prepare=False)
-        self.history: list[dict[str, float]] = []
-
-    @property
-    def model(self):
-        return self.scorer.model
+        scorer = TaggedScorer(model, head="token_cls", step_tag=cfg.step_tag, step_separator="",
+                              prompt_template=self.chat, positive_label=cfg.positive_label,
+                              max_length=cfg.max_length, add_bos=False,
+                              # trained in this process alone: never handed to DeepSpeed
+                              prepare=False)
+        super().__init__(scorer, cfg)
+        self.config: ReasonFluxPRMConfig = cfg
 
     def encode(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Token ids, tag positions and targets for each record; too-long ones are dropped."""
@@ -143,29 +142,22 @@ class ReasonFluxPRMTrainer:
                         "step_targets": targets, "traj_target": float(rec["trajectory_target"])})
         return out
 
-    def _forward(self, batch: Sequence[dict[str, Any]]):
+    def _probs(self, logits: Any):
         import torch
 
-        net = self.scorer.model
-        dev = next(net.parameters()).device
-        tok = self.scorer.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-        width = max(len(b["input_ids"]) for b in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        attn = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, b in enumerate(batch):
-            ids[i, :len(b["input_ids"])] = torch.tensor(b["input_ids"])
-            attn[i, :len(b["input_ids"])] = 1
-        logits = net(input_ids=ids.to(dev), attention_mask=attn.to(dev)).logits.float()
-        probs = torch.softmax(logits, dim=-1)[..., self.config.positive_label]
-        return probs
+        return torch.softmax(logits.float(), dim=-1)[..., self.config.positive_label]
 
     def loss(self, batch: Sequence[dict[str, Any]]):
-        """(total, step term, trajectory term) for a batch; the step term averages over each sample's
-        T steps first (the paper's 1/T Σ_t), then over samples that have steps."""
+        """(total, step term, trajectory term) for a batch."""
+        total, terms = self.compute_loss(batch, self.forward(batch))
+        return total, terms["step_loss"], terms["traj_loss"]
+
+    def compute_loss(self, batch: Sequence[dict[str, Any]], logits: Any):
+        """(total, {"step_loss", "traj_loss"}); the step term averages over each sample's T steps
+        first (the paper's 1/T Σ_t), then over samples that have steps."""
         import torch
 
-        probs = self._forward(batch)
+        probs = self._probs(logits)
         step_terms, traj_terms = [], []
         for i, b in enumerate(batch):
             if b["step_pos"]:
@@ -176,7 +168,10 @@ class ReasonFluxPRMTrainer:
         step = torch.stack(step_terms).mean() if step_terms else probs.sum() * 0.0
         traj = torch.stack(traj_terms).mean()
         total = self.config.lambda_step * step + self.config.lambda_traj * traj
-        return total, step, traj
+        return total, {"step_loss": step, "traj_loss": traj}
+
+    def epoch_stats(self) -> dict[str, float]:
+        return {}
 
     def predict(self, records: Sequence[dict[str, Any]]) -> list[tuple[list[float], float]]:
         """Predicted (step scores, trajectory score) per record."""
@@ -188,7 +183,7 @@ class ReasonFluxPRMTrainer:
         with torch.inference_mode():
             for a in range(0, len(examples), self.config.batch_size):
                 chunk = examples[a:a + self.config.batch_size]
-                probs = self._forward(chunk)
+                probs = self._probs(self.forward(chunk))
                 for i, b in enumerate(chunk):
                     out.append((probs[i, b["step_pos"]].tolist(), float(probs[i, b["traj_pos"]])))
         return out
@@ -207,51 +202,6 @@ class ReasonFluxPRMTrainer:
                 "step_mse": sum((p - t) ** 2 for p, t in zip(ps, ts)) / max(len(ps), 1),
                 "traj_mse": sum((p - t) ** 2 for p, t in zip(pt, tt)) / max(len(pt), 1)}
 
-    def train(self, train_records: Sequence[dict[str, Any]],
-              eval_records: Sequence[dict[str, Any]] | None = None) -> list[dict[str, float]]:
-        """Train; returns one history row per epoch (train loss terms, held-out metrics). Epoch 0 is
-        the untrained model's held-out metrics."""
-        import torch
-
-        cfg = self.config
-        examples = self.encode(train_records)
-        if not examples:
-            raise ValueError("no trainable records (all too long or empty)")
-        net = self.scorer.model
-        rng = random.Random(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate)
-        if eval_records is not None:
-            self.history.append({"epoch": 0, **{f"eval_{k}": v for k, v in self.evaluate(eval_records).items()}})
-        for epoch in range(1, cfg.epochs + 1):
-            net.train()
-            order = list(range(len(examples)))
-            rng.shuffle(order)
-            tot = st = tr = 0.0
-            nb = 0
-            for a in range(0, len(order), cfg.batch_size):
-                batch = [examples[i] for i in order[a:a + cfg.batch_size]]
-                total, step, traj = self.loss(batch)
-                opt.zero_grad()
-                total.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                opt.step()
-                tot, st, tr, nb = tot + total.item(), st + step.item(), tr + traj.item(), nb + 1
-            row = {"epoch": epoch, "loss": tot / nb, "step_loss": st / nb, "traj_loss": tr / nb}
-            if eval_records is not None:
-                row.update({f"eval_{k}": v for k, v in self.evaluate(eval_records).items()})
-            self.history.append(row)
-        net.eval()
-        if cfg.output_dir:
-            self.save(cfg.output_dir)
-        return self.history
-
-    def save(self, path: str) -> None:
-        import json
-        from pathlib import Path
-
-        self.scorer.model.save_pretrained(path)
-        self.scorer.tokenizer.save_pretrained(path)
-        (Path(path) / "rewardkit_prm.json").write_text(json.dumps(
-            {"step_tag": self.config.step_tag, "positive_label": self.config.positive_label,
-             "interface": "step_tag"}))
+    def metadata(self) -> dict[str, Any]:
+        return {"step_tag": self.config.step_tag, "positive_label": self.config.positive_label,
+                "interface": "step_tag"}
