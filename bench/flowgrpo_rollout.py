@@ -80,9 +80,8 @@ def step_callback(record: list):
 
 
 def run(kind: str, steps: int, queries: int, max_len: int, model_path: str, tok) -> dict:
-    from rewardkit_flowgrpo import FlowRollout
+    from rewardkit_flowgrpo import FlowRollout, grpo_kwargs
     from rewardkit_flowgrpo.toy import toy_dataset, toy_system
-    from rewardkit_flowgrpo.trainer import flowgrpo_grpo_kwargs
     from trl import GRPOTrainer
 
     from rewardkit import get_hook, get_reward
@@ -105,7 +104,7 @@ def run(kind: str, steps: int, queries: int, max_len: int, model_path: str, tok)
                 timers.rollout += time.perf_counter() - t
 
         rollout.run = timed_run
-        kw = flowgrpo_grpo_kwargs(G, T_MAX, queries_per_device=queries, preset="paper")
+        kw = grpo_kwargs("paper", group_size=G, max_turns=T_MAX, queries_per_device=queries)
         kw.update(beta=0.0, temperature=1.0)
         args = tiny_grpo_config(out, max_steps=steps + 1, max_completion_length=max_len, **kw)
         trainer = build_trainer(GRPOTrainer, hooks=[get_hook("flowgrpo.broadcast")], model=model_path,

@@ -5,83 +5,96 @@
 
 The policy is the offline tiny Llama (warm-started by a short SFT on the bundled arithmetic
 problems so it writes boxed answers), the rule reward is ``math.accuracy`` and the PRM reward is
-``reasonflux.prm`` (``mode: official`` scores the whole response as one step at the last token,
-as the released verl worker does; ``mode: paper`` uses Eq. 11). ``prm: tiny`` uses the untrained
-tiny PRM; point it at ``runs/reasonflux_prm/prm`` (``examples/train_reasonflux_prm.py``) or a
-real checkpoint. Extra rewards (e.g. ``reasonflux.alignment``) can be added under ``extra_rewards``.
-Writes ``metrics.jsonl``, ``summary.json`` and ``rewards.png`` into ``output_dir``.
+``reasonflux.prm`` (preset ``official`` scores the whole response as one step at the last token, as
+the released verl worker does; ``paper`` uses Eq. 11). ``--prm tiny`` uses the untrained tiny PRM;
+point it at ``runs/reasonflux_prm/prm`` (``examples/train_reasonflux_prm.py``) or a real checkpoint.
+Arguments are this script's (below) and every ``GRPOConfig`` field, from the YAML file or the
+command line. Writes ``metrics.jsonl``, ``summary.json`` and ``rewards.png`` into ``output_dir``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-def warm_start(model: str, cfg: dict[str, Any], out: Path, state, use_cpu: bool) -> str:
-    """A short SFT on boxed answers so the rule reward is not always 0 for the tiny model."""
-    from datasets import Dataset
-
-    from rewardkit.data import load_arithmetic, to_prompt
-    from rewardkit.recipes import sft_warm_start
-
-    ws = cfg.get("warmstart", {})
-    rows = load_arithmetic()[: cfg.get("n_train", 256)]
-    data = Dataset.from_list([{"prompt": to_prompt(r), "completion": f" \\boxed{{{r['solution']}}}"} for r in rows])
-    return sft_warm_start(model, data, out / "warmstart", steps=ws.get("steps", 40),
-                          learning_rate=ws.get("learning_rate", 3e-3), batch_size=ws.get("batch_size", 16),
-                          seed=cfg.get("seed", 0), use_cpu=use_cpu, state=state)
+import yaml
 
 
-def main() -> None:
-    from datasets import Dataset
-    from rewardkit_reasonflux.mixing import grpo_mix
-    from trl import GRPOConfig, GRPOTrainer
+@dataclass
+class ReasonFluxGRPOArguments:
+    model: str = field(default="tiny", metadata={"help": "'tiny', 'smollm2', a Hub id or a local path"})
+    prm: str = field(default="tiny", metadata={"help": "'tiny' (untrained) or a path to a ReasonFlux-style PRM"})
+    preset: str = field(default="official", metadata={"help": "rewardkit_reasonflux.config preset: official or paper"})
+    mix_beta: float = field(default=0.75, metadata={"help": "the PRM's share in Eq. 12 (released code: 0.75)"})
+    prm_params: dict | str | None = field(default=None, metadata={
+        "help": "other reasonflux.prm parameters (alpha, read_at, system_prompt, ...; YAML mapping)"})
+    extra_rewards: dict | str | None = field(default=None, metadata={
+        "help": "more rewards, e.g. {reasonflux.alignment: {weight: 0.1, no_think: all}} (YAML mapping)"})
+    n_train: int = field(default=256, metadata={"help": "arithmetic problems to train on"})
+    warmstart_steps: int | None = field(default=None, metadata={"help": "SFT steps first (default: 40 on tiny, else 0)"})
+    warmstart_learning_rate: float = 3e-3
+    warmstart_batch_size: int = 16
+    torch_threads: int = field(default=0, metadata={"help": "torch threads per process (0: torch's default)"})
+
+    def __post_init__(self) -> None:
+        for name in ("prm_params", "extra_rewards"):
+            value = getattr(self, name)
+            value = yaml.safe_load(value) if isinstance(value, str) else value
+            if not isinstance(value, dict | None):
+                raise ValueError(f"{name} must be a mapping, got {value!r}")
+            setattr(self, name, value or {})
+
+
+def main(args: ReasonFluxGRPOArguments, training_args) -> dict[str, Any]:
+    from grpo_compose import arithmetic_datasets
+    from rewardkit_reasonflux.config import get_preset
+    from run_report import write_run_report
+    from trl import GRPOTrainer
+    from warm_start import sft_warm_start
 
     from rewardkit import compose
-    from rewardkit.data import load_arithmetic, to_prompt
-    from rewardkit.recipes import end_run, launch_state, load_example_config, resolve_model, write_run_report
-    from rewardkit.testing import tiny_model_dir
+    from rewardkit.testing import resolve_model
+    from rewardkit.trl import end_run, launch_state
 
-    cfg = load_example_config("examples/configs/reasonflux_grpo.yaml", description=__doc__,
-                              aliases={"max_steps": "grpo.max_steps", "prm": "prm"})
-    if cfg.get("torch_threads"):
+    if args.torch_threads:
         import torch
 
-        torch.set_num_threads(int(cfg["torch_threads"]))
-    state, use_cpu = launch_state(cfg.get("grpo", {}).get("use_cpu"))
-    out = Path(cfg.get("output_dir", "runs/reasonflux_grpo"))
-    out.mkdir(parents=True, exist_ok=True)
-    model, tiny = resolve_model(cfg.get("model"), state, seed=cfg.get("seed", 0))
-    if cfg.get("warmstart", {}).get("steps", 40 if tiny else 0) > 0:
-        model = warm_start(model, cfg, out, state, use_cpu)
-    prm = cfg.get("prm", "tiny")
-    if prm == "tiny":
-        with state.main_process_first():
-            prm = str(tiny_model_dir("prm"))
-    mix = cfg.get("mix", {})
-    spec = grpo_mix(prm, beta=mix.get("beta", 0.75), mode=mix.get("mode", "official"),
-                    prm_params=mix.get("prm_params"))
-    spec.update(cfg.get("extra_rewards") or {})
+        torch.set_num_threads(args.torch_threads)
+    state = launch_state(training_args.use_cpu)
+    out = Path(training_args.output_dir)
+    model, tiny = resolve_model(args.model, state, seed=training_args.seed)
+    prompts, sft = arithmetic_datasets(args.n_train)
+    steps = args.warmstart_steps if args.warmstart_steps is not None else (40 if tiny else 0)
+    if steps > 0:
+        model = sft_warm_start(model, sft, out / "warmstart", steps=steps, learning_rate=args.warmstart_learning_rate,
+                               batch_size=args.warmstart_batch_size, seed=training_args.seed,
+                               use_cpu=training_args.use_cpu, state=state)
+    prm = resolve_model(None, state, kind="prm")[0] if args.prm == "tiny" else args.prm
+    spec = get_preset(args.preset, beta=args.mix_beta).spec(prm, prm_params=args.prm_params)
+    spec.update(args.extra_rewards)
     rewards = compose(spec)
-    rows = load_arithmetic()[: cfg.get("n_train", 256)]
-    prompts = Dataset.from_list([{"prompt": to_prompt(r), "solution": r["solution"]} for r in rows])
-    grpo = dict(cfg.get("grpo", {}))
-    grpo.setdefault("bf16", False)
-    grpo["use_cpu"] = use_cpu
-    config = GRPOConfig(output_dir=str(out), report_to="none", seed=cfg.get("seed", 0), **rewards.grpo_kwargs(),
-                        **grpo)
-    trainer = GRPOTrainer(model=model, reward_funcs=rewards.funcs, args=config, train_dataset=prompts)
+    for key, value in rewards.grpo_kwargs().items():  # reward_weights = [1 - beta, beta, extras...]
+        setattr(training_args, key, value)
+    trainer = GRPOTrainer(model=model, reward_funcs=rewards.funcs, args=training_args, train_dataset=prompts)
     trainer.train()
+    summary: dict[str, Any] = {}
     if state.is_main_process:
         summary = write_run_report(trainer.state.log_history, rewards.names, out, weights=rewards.weights,
                                    title="ReasonFlux-PRM reward mixing during GRPO", total_label="mixed (Eq. 12)")
         print(json.dumps(summary, indent=2))
     end_run(state)
+    return summary
 
 
 if __name__ == "__main__":
+    from trl import GRPOConfig, TrlParser
+
+    from rewardkit.trl import machine_defaults
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    main()
+    parser = TrlParser((ReasonFluxGRPOArguments, GRPOConfig))
+    parser.set_defaults(**machine_defaults())
+    main(*parser.parse_args_and_config())

@@ -1,222 +1,179 @@
-"""S²R end to end on the bundled arithmetic set: Stage 0 → Stage 1 SFT → Stage 2 RL.
+"""S²R end to end on the bundled arithmetic set: stage 0 data → stage 1 SFT → stage 2 RL.
 
-1. (tiny model only) warm-up SFT on plain solutions, so the random tiny model produces boxed
-   answers with a mix of right and wrong ones — the raw material of stage 0;
-2. Stage 0: K samples per question from that policy, confirmative verifications from a judge
-   served over an OpenAI-compatible HTTP endpoint (default: the offline scripted arithmetic
-   teacher on a loopback port, which flips 10% of its verdicts; give ``--stage0.judge URL`` for a
-   real LLM), agreement filter, trajectories per the difficulty schedule;
-3. Stage 1: SFT with S²R's action mask (``S2RSFTCollator``);
-4. Stage 2: GRPOTrainer with ``s2r.process`` + ``s2r.process_advantage`` (process level, default)
-   or ``s2r.outcome`` + ``s2r.outcome_rloo`` (``--stage2.level outcome``);
-5. greedy evaluation on held-out questions after each stage: final-answer accuracy, verification
-   accuracy, error recall, attempts per answer, incorrect→correct / correct→incorrect rates.
+    accelerate launch --config_file examples/configs/accelerate/single_cpu.yaml \
+        examples/s2r_pipeline.py --config examples/configs/s2r_pipeline.yaml
 
-    accelerate launch --config_file examples/configs/accelerate/single_cpu.yaml \\
-        examples/s2r_pipeline.py --config examples/configs/s2r_pipeline.yaml [--stage2.max_steps 10 ...]
+The tiny random model first learns plain boxed answers (``warmup_epochs``); stage 0 samples ``k``
+answers per question and has a judge verify them (default: the offline scripted teacher served on
+a loopback port, flipping 10% of its verdicts; ``--judge URL`` for a real LLM); stage 1 is SFT with
+S²R's action mask; stage 2 is GRPO with ``s2r.process`` + ``s2r.process_advantage`` (``--level
+outcome``: ``s2r.outcome`` + ``s2r.outcome_rloo``). Greedy evaluation on held-out questions after
+each stage goes to ``results.json`` next to the RL model and its run report. Arguments: this script's
+(below) and every ``GRPOConfig`` field (stage 2), from the YAML file or flags, as in TRL's scripts.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+@dataclass
+class S2RArguments:
+    model: str = "tiny"                    # 'tiny', 'smollm2', a Hub id or a local path
+    train_questions: int = 416             # first N bundled problems: stage 0, SFT and RL prompts
+    eval_questions: int = 96               # last N bundled problems, held out
+    warmup_epochs: int = 16                # plain-solution SFT first (0: none, e.g. for a real model)
+    warmup_learning_rate: float = 3e-3
+    sft_batch_size: int = 16
+    stage1_epochs: int = 12
+    stage1_learning_rate: float = 2e-3
+    k: int = 5                             # stage 0: samples per question (paper: 5, temperature 0.7)
+    sample_temperature: float = 0.7
+    sample_max_new_tokens: int = 48
+    judge: str = "scripted-arithmetic"     # or an OpenAI-compatible base URL (judge_model names the model)
+    judge_model: str = "default"
+    judge_error_rate: float = 0.1          # scripted teacher: flipped verdicts the agreement filter drops
+    downsample: bool = False               # the released keep probabilities
+    level: str = "process"                 # process | outcome
+    baseline: str = "group"                # process level: group (paper) | running (released code)
+    weighting: str = "action"
+    bonus: bool = False                    # released code's doubled advantages
+    truncated_penalty: bool = False        # released code's -1 on the last action without EOS
+    eval_max_new_tokens: int = 192
+
+    def __post_init__(self) -> None:
+        if self.level not in ("process", "outcome"):
+            raise ValueError(f"level must be 'process' or 'outcome', got {self.level!r}")
 
 
-def set_stop_tokens(path: str) -> None:
-    """Generation must stop at the chat template's end of turn (spec pitfall 8)."""
-    from transformers import AutoTokenizer, GenerationConfig
-
-    tok = AutoTokenizer.from_pretrained(path)
-    gc = GenerationConfig.from_pretrained(path)
-    ids = [tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")]
-    gc.eos_token_id = sorted({i for i in ids if i is not None and i >= 0})
-    gc.save_pretrained(path)
-
-
-def sft(model_path: str, rows: list[dict], out: str, cfg: dict, collator=None) -> str:
+def sft(model: str, rows: list[dict], out: Path, epochs: int, lr: float, a: S2RArguments, cfg, collator=None) -> str:
     from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    tok = AutoTokenizer.from_pretrained(model_path)
-    args = SFTConfig(output_dir=out, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-                     num_train_epochs=cfg["epochs"], learning_rate=float(cfg["learning_rate"]),
-                     per_device_train_batch_size=cfg["batch_size"], gradient_checkpointing=False,
-                     logging_steps=10, lr_scheduler_type="cosine", warmup_steps=5, disable_tqdm=True,
-                     seed=cfg.get("seed", 0))
-    trainer = SFTTrainer(model=model_path, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+    from rewardkit.trl import release_trainer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    args = SFTConfig(output_dir=str(out), use_cpu=cfg.use_cpu, bf16=cfg.bf16, report_to="none", save_strategy="no",
+                     num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=a.sft_batch_size,
+                     gradient_checkpointing=False, logging_steps=10, lr_scheduler_type="cosine", warmup_steps=5,
+                     disable_tqdm=True, seed=cfg.seed)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                          data_collator=collator)
     trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    if losses:
-        print(f"  SFT loss {losses[0]:.3f} -> {losses[-1]:.3f} over {trainer.state.global_step} steps")
-    else:
-        print(f"  SFT: {trainer.state.global_step} steps, fewer than logging_steps (no loss logged)")
-    trainer.save_model(out)
-    tok.save_pretrained(out)
-    set_stop_tokens(out)
-    return out
+    trainer.save_model(str(out))
+    release_trainer(trainer)
+    return stop_at_end_of_turn(str(out), tok)
 
 
-def evaluate(model_path: str, rows: list[dict], cfg: dict, label: str) -> dict:
+def stop_at_end_of_turn(path: str, tok) -> str:
+    """Generation from ``path`` stops at the chat template's end of turn as well as at EOS."""
+    from transformers import GenerationConfig
+
+    gen = GenerationConfig.from_pretrained(path)
+    ids = (tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>"))
+    gen.eos_token_id = sorted({i for i in ids if i is not None and i >= 0})
+    gen.save_pretrained(path)
+    return path
+
+
+def evaluate(model: str, rows: list[dict], a: S2RArguments, label: str, results: dict) -> None:
     from rewardkit_s2r.backends import TransformersBackend
-    from rewardkit_s2r.grading import Grader
-    from rewardkit_s2r.parse import DEFAULT_MARKERS
-    from rewardkit_s2r.rewards import score_trajectory, trajectory_metrics
-    from rewardkit_s2r.stage0 import policy_prompt
+    from rewardkit_s2r.evaluation import evaluate_policy
 
-    backend = TransformersBackend(model_path, batch_size=32)
-    outs = backend.generate([policy_prompt(r["question"]) for r in rows], 1, temperature=0.0,
-                            max_new_tokens=cfg["eval"]["max_new_tokens"])
-    grader = Grader()
-    scored = [score_trajectory(o[0], r["solution"], grader, DEFAULT_MARKERS) for o, r in zip(outs, rows)]
-    m = trajectory_metrics(scored)
-    m["any_verification"] = sum(bool(s.trajectory.verifications) for s in scored) / len(scored)
-    print(f"[{label}] final-answer acc {m['final_accuracy']:.3f}  verification acc "
-          f"{m.get('verification_accuracy', float('nan')):.3f}  error recall {m.get('error_recall', float('nan')):.3f}"
-          f"  attempts {m['avg_attempts']:.2f}  i->c {m['incorrect_to_correct']:.3f}  c->i {m['correct_to_incorrect']:.3f}")
-    print(f"  sample output: {outs[0][0][:300]!r}")
-    return m
+    m, texts = evaluate_policy(TransformersBackend(model, batch_size=32), rows, max_new_tokens=a.eval_max_new_tokens)
+    print(f"[{label}] " + "  ".join(f"{k} {v:.3f}" for k, v in m.items()) + f"\n  sample output: {texts[0][:300]!r}")
+    results[label] = m
 
 
-def stage0(policy_path: str, rows: list[dict], cfg: dict, out_dir: Path) -> list[dict]:
-    from rewardkit_s2r.backends import OpenAIBackend, TransformersBackend, serve
+def stage0(model: str, rows: list[dict], a: S2RArguments, seed: int, out: Path) -> dict:
+    from rewardkit_s2r.backends import TransformersBackend, get_backend, serve
     from rewardkit_s2r.stage0 import ScriptedArithmeticJudge, Stage0Config, build_trajectories
 
-    c = cfg["stage0"]
-    server = None
-    judge_url = c["judge"]
-    if judge_url == "scripted-arithmetic":
-        teacher = ScriptedArithmeticJudge({r["question"]: r["solution"] for r in rows},
-                                          error_rate=float(c["judge_error_rate"]), seed=cfg["seed"])
-        server, judge_url = serve(teacher)
-        print(f"  judge: scripted arithmetic teacher served at {judge_url} (error rate {c['judge_error_rate']})")
-    judge = OpenAIBackend(judge_url, c.get("judge_model", "default"), api_key=os.environ.get("OPENAI_API_KEY"))
+    server, judge = None, a.judge
+    if judge == "scripted-arithmetic":  # the offline teacher, served on loopback like a real judge
+        server, judge = serve(ScriptedArithmeticJudge({r["question"]: r["solution"] for r in rows},
+                                                      error_rate=a.judge_error_rate, seed=seed))
     try:
-        res = build_trajectories(rows, TransformersBackend(policy_path, batch_size=32, seed=cfg["seed"]), judge,
-                                 Stage0Config(k=c["k"], temperature=c["temperature"],
-                                              max_new_tokens=c["max_new_tokens"], downsample=c["downsample"],
-                                              seed=cfg["seed"]))
+        res = build_trajectories(rows, TransformersBackend(model, batch_size=32, seed=seed),
+                                 get_backend(judge, model=a.judge_model, api_key=os.environ.get("OPENAI_API_KEY")),
+                                 Stage0Config(k=a.k, temperature=a.sample_temperature, downsample=a.downsample,
+                                              max_new_tokens=a.sample_max_new_tokens, seed=seed))
     finally:
         if server is not None:
             server.stop()
-    s = res.stats
-    print(f"  stage 0: {s['questions']} questions, sample accuracy {s['sample_accuracy']:.3f}, judge agreement "
-          f"{s['judge_agreement']:.3f} ({s.get('verifications_disagree', 0)} verifications dropped), "
-          f"{s['trajectories']} trajectories " +
-          str({k: v for k, v in s.items() if k.startswith("rounds_")}))
-    with open(out_dir / "stage0.jsonl", "w") as fh:
-        for r in res.records:
-            fh.write(json.dumps(r) + "\n")
-    (out_dir / "stage0_stats.json").write_text(json.dumps(s, indent=2))
-    return res.records
+    print(f"  stage 0: {json.dumps(res.stats)}")
+    (out / "stage0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in res.records))
+    return res.stats
 
 
-def stage2(model_path: str, rows: list[dict], cfg: dict, out: str) -> tuple[str, list[dict]]:
+def main(a: S2RArguments, cfg) -> dict:
     from datasets import Dataset
-    from rewardkit_s2r.stage0 import policy_prompt
-    from trl import GRPOConfig, GRPOTrainer
-
-    from rewardkit import get_hook, get_reward
-    from rewardkit.trl import build_trainer
-
-    c = cfg["stage2"]
-    common = dict(output_dir=out, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-                  max_steps=c["max_steps"], logging_steps=1, per_device_train_batch_size=c["batch_size"],
-                  num_generations=c["num_generations"], max_completion_length=c["max_completion_length"],
-                  learning_rate=float(c["learning_rate"]), gradient_checkpointing=False, seed=cfg["seed"],
-                  temperature=c["temperature"], top_p=1.0, beta=float(c["beta"]), disable_tqdm=True,
-                  loss_type="grpo", scale_rewards="none")
-    if c["level"] == "process":
-        reward = get_reward("s2r.process", bonus=c.get("bonus", False), truncated_penalty=c.get("truncated_penalty", False))
-        hooks = [get_hook("s2r.process_advantage", baseline=c["baseline"], weighting=c.get("weighting", "action"))]
-    elif c["level"] == "outcome":
-        reward = get_reward("s2r.outcome")
-        hooks = [get_hook("s2r.outcome_rloo")]
-        common["importance_sampling_level"] = "sequence"
-    else:
-        raise SystemExit(f"stage2.level must be 'process' or 'outcome', got {c['level']!r}")
-    ds = Dataset.from_list([{"prompt": policy_prompt(r["question"]), "solution": r["solution"]} for r in rows])
-    trainer = build_trainer(GRPOTrainer, hooks=hooks, model=model_path, reward_funcs=[reward],
-                            args=GRPOConfig(**common), train_dataset=ds)
-    trainer.train()
-    trainer.save_model(out)
-    trainer.processing_class.save_pretrained(out)
-    set_stop_tokens(out)
-    return out, trainer.state.log_history
-
-
-def main() -> None:
-    from accelerate import PartialState
     from rewardkit_s2r.sft import S2RSFTCollator, sft_records
     from rewardkit_s2r.stage0 import policy_prompt
-
-    from rewardkit.data import load_arithmetic
-    from rewardkit.recipes import end_run, load_example_config
-    from rewardkit.testing import tiny_model_dir
-
-    cfg = load_example_config("examples/configs/s2r_pipeline.yaml", description=__doc__)
-    state = PartialState()
-    out_dir = Path(cfg["output_dir"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = load_arithmetic()
-    n_train, n_eval = cfg["data"]["train_questions"], cfg["data"]["eval_questions"]
-    train_rows, eval_rows = data[:n_train], data[-n_eval:]
-    t0 = time.time()
-    results: dict = {"config": cfg}
-
-    base = str(cfg["model"] or tiny_model_dir("causal_lm"))
-    warm_dir = out_dir / "warmup"
-    if cfg["warmup"]["enabled"] and cfg["warmup"].get("reuse") and (warm_dir / "config.json").exists():
-        print(f"== warm-up: reusing {warm_dir}")
-        base = str(warm_dir)
-    elif cfg["warmup"]["enabled"]:
-        print("== warm-up: plain solutions (the tiny model starts random)")
-        rows = [{"prompt": policy_prompt(r["question"]),
-                 "completion": [{"role": "assistant",
-                                 "content": f"{r['reasoning']}\n\nThe answer is \\boxed{{{r['solution']}}}."}]}
-                for r in train_rows]
-        base = sft(base, rows, str(warm_dir), dict(cfg["warmup"], seed=cfg["seed"]))
-    if state.is_main_process:
-        results["base"] = evaluate(base, eval_rows, cfg, "base")
-        print("== stage 0: data construction")
-        records = stage0(base, train_rows, cfg, out_dir)
-    state.wait_for_everyone()
-    records = [json.loads(line) for line in open(out_dir / "stage0.jsonl")]
-    print("== stage 1: SFT with the S2R action mask")
+    from run_report import write_run_report
     from transformers import AutoTokenizer
+    from trl import GRPOTrainer
 
-    collator = S2RSFTCollator(AutoTokenizer.from_pretrained(base))
-    stage1_rows = sft_records(records)
-    if not stage1_rows:
-        raise SystemExit(f"stage 0 kept no trajectories from {len(train_rows)} questions: nothing to fine-tune on "
-                         "(more data.train_questions, a longer warm-up, or a real model)")
-    sft_path = sft(base, stage1_rows, str(out_dir / "stage1"), dict(cfg["stage1"], seed=cfg["seed"]),
-                   collator=collator)
-    print(f"  masked {collator.masked_tokens} earlier-attempt tokens, trained on {collator.loss_tokens}")
+    from rewardkit import get_hook, get_reward
+    from rewardkit.data import load_arithmetic
+    from rewardkit.testing import resolve_model
+    from rewardkit.trl import build_trainer, end_run, launch_state
+
+    state, out, results = launch_state(cfg.use_cpu), Path(cfg.output_dir), {}
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_arithmetic()
+    train, held_out = data[:a.train_questions], data[-a.eval_questions:]
+    model, _ = resolve_model(a.model, state, seed=cfg.seed)
+    if a.warmup_epochs > 0:
+        plain = [{"prompt": policy_prompt(r["question"]), "completion": [
+            {"role": "assistant", "content": f"{r['reasoning']}\n\nThe answer is \\boxed{{{r['solution']}}}."}]}
+            for r in train]
+        model = sft(model, plain, out / "warmup", a.warmup_epochs, a.warmup_learning_rate, a, cfg)
     if state.is_main_process:
-        results["stage1"] = evaluate(sft_path, eval_rows, cfg, "after stage 1 (SFT)")
-    print(f"== stage 2: {cfg['stage2']['level']}-level RL")
-    rl_path, history = stage2(sft_path, train_rows, cfg, str(out_dir / "stage2"))
-    rewards = [h["reward"] for h in history if "reward" in h]
-    accs = [h["s2r/final_accuracy"] for h in history if "s2r/final_accuracy" in h]
-    k = max(1, len(rewards) // 4)
-    print(f"  RL reward first {k} steps {sum(rewards[:k]) / k:.3f} -> last {k} steps {sum(rewards[-k:]) / k:.3f}; "
-          f"rollout final-answer acc {sum(accs[:k]) / k:.3f} -> {sum(accs[-k:]) / k:.3f}")
-    results["stage2_curve"] = {"reward": rewards, "final_accuracy": accs}
+        evaluate(model, held_out, a, "base", results)
+        results["stage0"] = stage0(model, train, a, cfg.seed, out)
+    state.wait_for_everyone()
+    records = sft_records([json.loads(line) for line in open(out / "stage0.jsonl")])
+    if not records:
+        raise SystemExit("stage 0 kept no trajectories: more train_questions, a longer warm-up, or a real model")
+    collator = S2RSFTCollator(AutoTokenizer.from_pretrained(model))
+    model = sft(model, records, out / "stage1", a.stage1_epochs, a.stage1_learning_rate, a, cfg, collator)
+    print(f"  stage 1: masked {collator.masked_tokens} earlier-attempt tokens, trained on {collator.loss_tokens}")
     if state.is_main_process:
-        results["stage2"] = evaluate(rl_path, eval_rows, cfg, "after stage 2 (RL)")
-        results["seconds"] = time.time() - t0
-        (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-        print(f"done in {results['seconds']:.0f}s; results in {out_dir / 'results.json'}")
+        evaluate(model, held_out, a, "after stage 1 (SFT)", results)
+    if a.level == "process":
+        reward = get_reward("s2r.process", bonus=a.bonus, truncated_penalty=a.truncated_penalty)
+        hook = get_hook("s2r.process_advantage", baseline=a.baseline, weighting=a.weighting)
+    else:
+        reward, hook = get_reward("s2r.outcome"), get_hook("s2r.outcome_rloo")
+        cfg.importance_sampling_level = "sequence"  # S2R's length-normalised sequence ratio
+    prompts = Dataset.from_list([{"prompt": policy_prompt(r["question"]), "solution": r["solution"]} for r in train])
+    trainer = build_trainer(GRPOTrainer, hooks=[hook], model=model, reward_funcs=[reward], args=cfg,
+                            train_dataset=prompts)
+    trainer.train()
+    trainer.save_model(str(out))
+    if state.is_main_process:
+        stop_at_end_of_turn(str(out), trainer.processing_class)
+        results["stage2"] = write_run_report(trainer.state.log_history, [reward.name], out,
+                                             title=f"S2R stage 2 ({a.level} level)")
+        print(f"  stage 2: {json.dumps(results['stage2'])}")
+        evaluate(str(out), held_out, a, "after stage 2 (RL)", results)
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+        print(f"results in {out / 'results.json'}")
     end_run(state)
+    return results
 
 
 if __name__ == "__main__":
-    main()
+    from trl import GRPOConfig, TrlParser
+
+    from rewardkit.trl import machine_defaults
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = TrlParser((S2RArguments, GRPOConfig))
+    parser.set_defaults(**machine_defaults())
+    main(*parser.parse_args_and_config())

@@ -6,6 +6,7 @@ from importlib.metadata import version as _version
 
 __version__ = _version("rewardkit")  # the version lives in pyproject.toml alone
 
+from rewardkit.answer_check import last_boxed
 from rewardkit.compose import RewardSet, compose, compose_from_yaml
 from rewardkit.hookspecs import hookimpl
 from rewardkit.plugins import get_hook, get_reward, list_hooks, list_plugins, list_rewards
@@ -20,7 +21,10 @@ from rewardkit.reward import (
     RewardInputError,
     Sample,
     StepScores,
+    completion_text,
+    message_text,
 )
+from rewardkit.trajectory import Splitter, Step, split_steps, split_thinking, step_token_ends, token_char_ends
 
 # imported on first use (``import rewardkit`` stays light: no torch, no HTTP stack)
 _LAZY = {
@@ -51,14 +55,23 @@ __all__ = [
     "RewardInputError",
     "RewardSet",
     "Sample",
+    "Splitter",
+    "Step",
     "StepScores",
     "__version__",
+    "completion_text",
     "compose",
     "compose_from_yaml",
     "get_hook",
     "get_reward",
     "hookimpl",
+    "last_boxed",
     "list_hooks",
     "list_plugins",
     "list_rewards",
+    "message_text",
+    "split_steps",
+    "split_thinking",
+    "step_token_ends",
+    "token_char_ends",
 ]

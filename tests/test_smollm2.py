@@ -234,7 +234,7 @@ def test_process_advantage_token_layout(smol_trainer):
 
 def test_s2r_segments_on_smollm2_ids(tok):
     from rewardkit_s2r import format_trajectory, parse, split_token_ids
-    from rewardkit_s2r.advantage import action_token_bounds
+    from rewardkit_s2r.advantages import action_token_bounds
 
     text = format_trajectory(["3 + 4 = 8, so \\boxed{8}", "3 + 4 = 7 ✓ so \\boxed{7}"],
                              ["3 + 4 is 7, not 8. Therefore, the answer is incorrect.",

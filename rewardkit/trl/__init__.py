@@ -21,6 +21,7 @@ _LAZY = {
     "build_trainer": "rewardkit.trl.build",
     "check_trl_compat": "rewardkit.trl.build",
     "load_hook_state": "rewardkit.trl.build",
+    "generate_completions": "rewardkit.trl.generation",
     "ProcessAdvantageHook": "rewardkit.trl.process_advantage",
     "token_advantages": "rewardkit.trl.process_advantage",
     "RewardSetModel": "rewardkit.trl.reward_model",

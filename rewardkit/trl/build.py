@@ -7,6 +7,11 @@ Overridden TRL/transformers internals (each checked by :func:`check_trl_compat`,
   replace ``advantages`` (TRL's ``_compute_loss`` accepts ``(B, T)`` advantages from subclasses);
 * ``_get_train_sampler(dataset)`` — hooks may reorder prompts (curricula).
 
+Called (not overridden), checked with ``check_trl_compat(cls, generation=True)``:
+
+* ``GRPOTrainer._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, ...)``
+  — :func:`rewardkit.trl.generate_completions` samples through it (see :mod:`rewardkit.trl.generation`).
+
 Hook state goes into ``<checkpoint>/rewardkit_hooks.json`` (+ ``rewardkit_hooks.tensors.pt``, read
 with ``weights_only=True``; see :mod:`rewardkit.trl.hook_state`) through a public
 ``TrainerCallback`` (``on_save``) and is read back in ``train(resume_from_checkpoint=...)``.
@@ -32,8 +37,13 @@ class TRLCompatError(RuntimeError):
     """The installed TRL changed a method rewardkit overrides; the hooks would silently misbehave."""
 
 
-def check_trl_compat(trainer_cls: type) -> None:
-    """Fail loudly when the private methods rewardkit overrides changed their signature."""
+# leading parameters of the private sampler behind rewardkit.trl.generate_completions
+GENERATION_PARAMS = ["self", "prompt_ids", "images", "multimodal_fields", "num_generations"]
+
+
+def check_trl_compat(trainer_cls: type, *, generation: bool = False) -> None:
+    """Fail loudly when the private methods rewardkit overrides changed their signature;
+    ``generation=True`` also checks the sampler :func:`rewardkit.trl.generate_completions` calls."""
     expected = {
         "_generate_and_score_completions": ["self", "inputs"],
         "_get_train_sampler": ["self", "dataset"],
@@ -48,6 +58,12 @@ def check_trl_compat(trainer_cls: type) -> None:
         if got != params:
             raise TRLCompatError(f"{trainer_cls.__name__}.{method} now takes {got}, rewardkit expects {params}; "
                                  "update rewardkit/trl/build.py for this TRL version")
+    if generation:
+        fn = getattr(trainer_cls, "_generate_single_turn", None)
+        got = [] if fn is None else list(inspect.signature(fn).parameters)
+        if got[:len(GENERATION_PARAMS)] != GENERATION_PARAMS:
+            raise TRLCompatError(f"{trainer_cls.__name__}._generate_single_turn is missing or now takes {got}, "
+                                 f"rewardkit expects {GENERATION_PARAMS} first; update rewardkit/trl/generation.py")
 
 
 def trainer_metric_store(trainer: Any) -> Any:

@@ -2,50 +2,45 @@
 
 A trained planner and frozen executor / verifier / generator share a structured memory; each planner
 turn is one training sample; the trajectory's final-answer reward is broadcast to every turn and
-normalised over the G trajectories of a query. See docs/methods/flowgrpo.md.
+normalised over the G trajectories of a query. See docs/methods/flowgrpo.md for the file layout.
+
+Names load on first use, so importing the package (and listing plugins) imports no torch,
+transformers or TRL.
 """
 
-from rewardkit_flowgrpo.advantages import AdvantageResult, broadcast, flow_advantages, trajectory_rewards
-from rewardkit_flowgrpo.agent import (
-    AgentSystem,
-    FunctionPlanner,
-    HFPlanner,
-    LLMExecutor,
-    LLMGenerator,
-    LLMVerifier,
-    Memory,
-    MemoryEntry,
-    PlannerAction,
-    Trajectory,
-    Turn,
-    extract_answer,
-    parse_action,
-)
-from rewardkit_flowgrpo.modules import HFModule, Module, ModuleError, OpenAIModule, PythonModule
-from rewardkit_flowgrpo.reward import FlowOutcome, LLMJudge, exact_judge, normalise_answer
-from rewardkit_flowgrpo.rollout import FlowRollout, trajectories_to_rows
-from rewardkit_flowgrpo.tools import (
-    DocumentStore,
-    Tool,
-    ToolRegistry,
-    ToolResult,
-    calculator,
-    default_registry,
-)
+from __future__ import annotations
 
-__all__ = [
-    "AdvantageResult", "AgentSystem", "DocumentStore", "FlowBroadcastHook", "FlowOutcome", "FlowRollout",
-    "FunctionPlanner", "HFModule", "HFPlanner", "LLMExecutor", "LLMGenerator", "LLMJudge", "LLMVerifier", "Memory",
-    "MemoryEntry", "Module", "ModuleError", "OpenAIModule", "PlannerAction", "PythonModule", "TRLPlanner", "Tool",
-    "ToolRegistry", "ToolResult", "Trajectory", "Turn", "broadcast", "calculator", "default_registry",
-    "exact_judge", "extract_answer", "flow_advantages", "flowgrpo_grpo_kwargs", "normalise_answer", "parse_action",
-    "trajectories_to_rows", "trajectory_rewards",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    # rewards.py, hooks.py, config.py
+    "FlowOutcomeReward": "rewards", "FlowOutcome": "rewards",
+    "FlowBroadcastHook": "hooks",
+    "grpo_kwargs": "config", "flowgrpo_grpo_kwargs": "config",
+    # the method's own modules
+    "AdvantageResult": "advantages", "broadcast": "advantages", "flow_advantages": "advantages",
+    "trajectory_rewards": "advantages",
+    "AgentSystem": "agent", "LLMExecutor": "agent", "LLMGenerator": "agent", "LLMVerifier": "agent",
+    "Memory": "agent", "MemoryEntry": "agent", "PlannerAction": "agent", "Trajectory": "agent", "Turn": "agent",
+    "extract_answer": "agent", "parse_action": "agent",
+    "Planner": "planners", "FunctionPlanner": "planners", "HFPlanner": "planners", "TRLPlanner": "planners",
+    "FlowRollout": "rollout", "trajectories_to_rows": "rollout",
+    "LLMJudge": "judges", "JudgeError": "judges", "exact_judge": "judges", "normalise_answer": "judges",
+    "DocumentStore": "tools", "Tool": "tools", "ToolRegistry": "tools", "ToolResult": "tools",
+    "calculator": "tools",
+    "default_registry": "toy",
+    "HFModule": "modules", "Module": "modules", "ModuleError": "modules", "OpenAIModule": "modules",
+    "PythonModule": "modules",
+}
+
+__all__ = sorted(_LAZY)
 
 
-def __getattr__(name):  # the trainer module imports rewardkit.trl (transformers); load it on demand
-    if name in ("FlowBroadcastHook", "TRLPlanner", "flowgrpo_grpo_kwargs", "check_flowgrpo_compat"):
-        from rewardkit_flowgrpo import trainer
-
-        return getattr(trainer, name)
-    raise AttributeError(name)
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rewardkit_flowgrpo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"rewardkit_flowgrpo.{module}"), name)
+    globals()[name] = value
+    return value

@@ -12,7 +12,8 @@ One rollout (paper §3.1, released ``solver.py``)::
     answer = generator(query, memory)            # frozen
 
 Every planner turn keeps the prompt ids it was given, the completion ids the sampler produced (never
-re-tokenised text) and the sampler's per-token log-probs when the backend returns them.
+re-tokenised text) and the sampler's per-token log-probs when the backend returns them; the samplers
+(planner backends) are in :mod:`rewardkit_flowgrpo.planners`.
 
 Frozen modules are a :class:`~rewardkit_flowgrpo.modules.Module` (transformers model, OpenAI-compatible
 endpoint, Python function; the ``LLM*`` role classes give them AgentFlow-style prompts) or a plain
@@ -29,9 +30,10 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from rewardkit_flowgrpo.modules import Module
+from rewardkit_flowgrpo.planners import Planner
 from rewardkit_flowgrpo.tools import ToolRegistry, ToolResult
 
 
@@ -180,74 +182,6 @@ def _role(x: Any, llm_cls: type) -> Callable[..., Any]:
     if callable(x):
         return x
     raise TypeError(f"a frozen module must be a rewardkit_flowgrpo Module or a callable, got {x!r}")
-
-
-# -- planner backends (the trained policy) ---------------------------------------------------
-class Planner(Protocol):
-    def generate(self, prompt_ids: list[list[int]]) -> tuple[list[list[int]], list[list[float]] | None]:
-        """Sample one completion per prompt: (completion ids ending at EOS, per-token log-probs or None)."""
-
-    def keep_going(self, n_active: int) -> bool:
-        """Whether to run another turn (distributed backends agree across ranks here)."""
-
-
-class HFPlanner:
-    """Sample the planner from a transformers model with ``generate``; returns sampling log-probs.
-
-    The log-probs are those of the distribution actually sampled from (after temperature, top-k and
-    top-p), read from ``generate``'s processed scores.
-    """
-
-    def __init__(self, model: Any, tokenizer: Any, *, max_new_tokens: int = 32, temperature: float = 1.0,
-                 top_p: float = 1.0, top_k: int = 0, do_sample: bool = True) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.top_k = top_k
-        self.do_sample = do_sample
-
-    def keep_going(self, n_active: int) -> bool:
-        return n_active > 0
-
-    def generate(self, prompt_ids: list[list[int]]) -> tuple[list[list[int]], list[list[float]] | None]:
-        import torch
-
-        if not prompt_ids:
-            return [], []
-        tok = self.tokenizer
-        device = next(self.model.parameters()).device
-        width = max(len(p) for p in prompt_ids)
-        ids = torch.full((len(prompt_ids), width), tok.pad_token_id, dtype=torch.long)
-        att = torch.zeros_like(ids)
-        for i, p in enumerate(prompt_ids):
-            ids[i, width - len(p):] = torch.tensor(p)
-            att[i, width - len(p):] = 1
-        eos = self.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else tok.eos_token_id])
-        kwargs: dict[str, Any] = dict(max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id,
-                                      return_dict_in_generate=True, output_scores=True)
-        if self.do_sample:
-            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        was_training = self.model.training
-        self.model.eval()
-        with torch.no_grad():
-            out = self.model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kwargs)
-        if was_training:
-            self.model.train()
-        seqs = out.sequences[:, width:].cpu()
-        logps = torch.stack([s.float().log_softmax(-1).cpu() for s in out.scores], dim=1)  # (B, L, V)
-        chosen = logps.gather(-1, seqs[:, : logps.shape[1]].unsqueeze(-1)).squeeze(-1)
-        completions, logprobs = [], []
-        for i in range(len(prompt_ids)):
-            row = seqs[i].tolist()
-            end = next((j + 1 for j, t in enumerate(row) if t in eos_ids), len(row))
-            completions.append(row[:end])
-            logprobs.append(chosen[i, :end].tolist())
-        return completions, logprobs
 
 
 # -- trajectories ----------------------------------------------------------------------------
@@ -418,25 +352,3 @@ class AgentSystem:
             self._map(self._act, active)
         self._map(self._answer, trajs)
         return trajs
-
-
-class FunctionPlanner:
-    """A planner from ``fn(prompt_text) -> str`` (scripted policies, warm-up data, tests).
-
-    The text is tokenised once and EOS appended; those ids are the "sampled" ids. No log-probs.
-    """
-
-    def __init__(self, fn: Callable[[str], str], tokenizer: Any) -> None:
-        self.fn = fn
-        self.tokenizer = tokenizer
-
-    def keep_going(self, n_active: int) -> bool:
-        return n_active > 0
-
-    def generate(self, prompt_ids: list[list[int]]) -> tuple[list[list[int]], None]:
-        tok = self.tokenizer
-        out = []
-        for ids in prompt_ids:
-            text = self.fn(tok.decode(ids, skip_special_tokens=False))
-            out.append(list(tok(text, add_special_tokens=False)["input_ids"]) + [tok.eos_token_id])
-        return out, None

@@ -1,4 +1,4 @@
-"""Entry point of the Flow-GRPO plugin: registers ``flowgrpo.outcome`` and ``flowgrpo.broadcast``."""
+"""Entry point of the Flow-GRPO plugin: registers ``flowgrpo.outcome`` and ``flowgrpo.broadcast`` (nothing else)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from rewardkit import hookimpl
 
 
 def _outcome(**params):
-    from rewardkit_flowgrpo.reward import FlowOutcome
+    from rewardkit_flowgrpo.rewards import FlowOutcomeReward
 
-    return FlowOutcome(**params)
+    return FlowOutcomeReward(**params)
 
 
 def _broadcast(**params):
-    from rewardkit_flowgrpo.trainer import FlowBroadcastHook
+    from rewardkit_flowgrpo.hooks import FlowBroadcastHook
 
     return FlowBroadcastHook(**params)
 

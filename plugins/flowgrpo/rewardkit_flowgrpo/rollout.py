@@ -4,7 +4,7 @@ TRL's ``rollout_func(prompts, trainer)`` receives every prompt already repeated 
 times and must return exactly one row per entry. Flow-GRPO produces a variable number of
 turn-samples per trajectory, each with its own prompt (a fresh rendering of the memory), so:
 
-* set ``num_generations = G * T_max`` (:func:`rewardkit_flowgrpo.flowgrpo_grpo_kwargs` does it);
+* set ``num_generations = G * T_max`` (:func:`rewardkit_flowgrpo.grpo_kwargs` does it);
 * each run of ``G * T_max`` identical prompts is one query: we run G trajectories for it and return
   T_max rows per trajectory, the real planner turns first and then padding rows;
 * a padding row is a one-token completion (EOS) with ``env_mask`` 0, so it carries no gradient; every
@@ -22,7 +22,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from rewardkit_flowgrpo.agent import AgentSystem, Planner, Trajectory
+from rewardkit_flowgrpo.agent import AgentSystem, Trajectory
+from rewardkit_flowgrpo.planners import Planner, TRLPlanner, hf_planner_for
 
 ROW_KEYS = ("flowgrpo_query_id", "flowgrpo_traj_id", "flowgrpo_turn", "flowgrpo_num_turns", "flowgrpo_max_turns",
             "flowgrpo_is_pad", "flowgrpo_answer", "flowgrpo_error", "flowgrpo_timed_out")
@@ -87,7 +88,8 @@ class FlowRollout:
             ``G * T_max``.
         planner: ``"trl"`` samples through the trainer's own generation path (transformers, or vLLM
             where configured, weights kept in sync by TRL); ``"hf"`` uses :class:`HFPlanner` on the
-            trainer's model (returns sampling log-probs); or any :class:`Planner` object.
+            trainer's model (returns sampling log-probs); or any :class:`Planner` object
+            (:mod:`rewardkit_flowgrpo.planners`).
     """
 
     def __init__(self, system: AgentSystem, group_size: int, *, planner: str | Planner = "trl") -> None:
@@ -112,12 +114,8 @@ class FlowRollout:
         if not isinstance(self.planner, str):
             return self.planner
         if self.planner == "trl":
-            from rewardkit_flowgrpo.trainer import TRLPlanner
-
             return TRLPlanner(trainer)
         if self.planner == "hf":
-            from rewardkit_flowgrpo.trainer import hf_planner_for
-
             return hf_planner_for(trainer)
         raise ValueError(f"planner must be 'trl', 'hf' or a Planner, got {self.planner!r}")
 
@@ -128,7 +126,7 @@ class FlowRollout:
             raise ValueError(
                 f"rollout_func got {len(prompts)} prompts, not a multiple of G*T_max = {self.group_size}*"
                 f"{self.max_turns} = {k}; set num_generations={k} and make per_device_train_batch_size * "
-                "steps_per_generation a multiple of it (flowgrpo_grpo_kwargs does this)")
+                "steps_per_generation a multiple of it (grpo_kwargs does this)")
         queries = []
         for start in range(0, len(prompts), k):
             run = prompts[start:start + k]

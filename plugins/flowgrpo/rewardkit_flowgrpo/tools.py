@@ -224,22 +224,3 @@ class DocumentStore:
         if best is None:
             raise LookupError(f"no document matches {query!r}")
         return best["text"]
-
-
-def default_registry(docs: DocumentStore | Iterable[dict[str, str]] | str | Path | None = None, *,
-                     timeout: float | None = 10.0) -> ToolRegistry:
-    """The shipped registry: ``calculator`` and ``lookup`` (over ``docs``; the toy shop by default)."""
-    if docs is None:
-        from rewardkit_flowgrpo.toy import toy_documents
-
-        store = toy_documents()
-    elif isinstance(docs, DocumentStore):
-        store = docs
-    elif isinstance(docs, (str, Path)):
-        store = DocumentStore.from_jsonl(docs)
-    else:
-        store = DocumentStore(list(docs))
-    return ToolRegistry([
-        Tool("calculator", calculator, "evaluate an arithmetic expression, e.g. 3 * 7"),
-        Tool("lookup", store.lookup, "look a fact up in the local documents, e.g. price of apple"),
-    ], timeout=timeout)

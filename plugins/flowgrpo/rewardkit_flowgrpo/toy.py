@@ -14,17 +14,22 @@ turn succeeds with probability 2p(1-p) <= 1/2 at T_max = 3; going above 1/2 need
 :func:`format_warmup` teaches a tiny random model only the *format* ("Tool: <name>", the tool
 picked uniformly at random whatever the state), which starts it near 1/2 minus malformed outputs;
 Flow-GRPO has to learn which tool goes with which memory state.
+
+:func:`default_registry` is the shipped tool registry (``calculator`` and ``lookup``), over the shop's
+documents unless given others.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
-from rewardkit_flowgrpo.agent import AgentSystem, FunctionPlanner, Memory, PlannerAction
-from rewardkit_flowgrpo.tools import DocumentStore, ToolRegistry, default_registry
+from rewardkit_flowgrpo.agent import AgentSystem, Memory, PlannerAction
+from rewardkit_flowgrpo.planners import FunctionPlanner
+from rewardkit_flowgrpo.tools import DocumentStore, Tool, ToolRegistry, calculator
 
 ITEMS = {"apple": 7, "pear": 4, "lemon": 3, "mango": 9, "peach": 6, "plum": 2, "melon": 8, "grape": 5}
 QUERY = "How much do {n} {item}s cost?"
@@ -36,6 +41,23 @@ def toy_documents() -> DocumentStore:
     docs += [{"title": "opening hours", "text": "The shop opens at 9 and closes at 5."},
              {"title": "delivery", "text": "Delivery costs nothing for 10 items or more."}]
     return DocumentStore(docs)
+
+
+def default_registry(docs: DocumentStore | Iterable[dict[str, str]] | str | Path | None = None, *,
+                     timeout: float | None = 10.0) -> ToolRegistry:
+    """The shipped registry: ``calculator`` and ``lookup`` (over ``docs``; the toy shop by default)."""
+    if docs is None:
+        store = toy_documents()
+    elif isinstance(docs, DocumentStore):
+        store = docs
+    elif isinstance(docs, (str, Path)):
+        store = DocumentStore.from_jsonl(docs)
+    else:
+        store = DocumentStore(list(docs))
+    return ToolRegistry([
+        Tool("calculator", calculator, "evaluate an arithmetic expression, e.g. 3 * 7"),
+        Tool("lookup", store.lookup, "look a fact up in the local documents, e.g. price of apple"),
+    ], timeout=timeout)
 
 
 def toy_rows(n: int, *, seed: int = 0) -> list[dict[str, Any]]:
@@ -147,7 +169,7 @@ def format_warmup(model: Any, tokenizer: Any, system: AgentSystem, queries: Sequ
 def success_rate(system: AgentSystem, planner: Any, rows: Sequence[dict[str, Any]], judge: Any = None, *,
                  group_size: int = 1) -> dict[str, float]:
     """Success rate (mean judged outcome) and mean turns of ``group_size`` rollouts per row."""
-    from rewardkit_flowgrpo.reward import exact_judge
+    from rewardkit_flowgrpo.judges import exact_judge
 
     judge = judge or exact_judge
     trajs = system.run([r["prompt"] for r in rows], planner, group_size)

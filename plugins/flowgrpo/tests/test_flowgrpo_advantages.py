@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from _flowgrpo_rows import advantages_of, turn_rows
 from rewardkit_flowgrpo.advantages import broadcast, flow_advantages, trajectory_rewards
 
 # One query "q", G = 3 trajectories, T_max = 3 turn slots each:
@@ -12,15 +13,7 @@ TRAJ = [("a", 1, 1.0), ("b", 3, 0.0), ("c", 2, 1.0)]
 
 
 def rows(trajs=TRAJ, query="q"):
-    out = {"r": [], "q": [], "t": [], "pad": [], "T": []}
-    for tid, ti, r in trajs:
-        for slot in range(T_MAX):
-            out["r"].append(r)
-            out["q"].append(query)
-            out["t"].append(tid)
-            out["pad"].append(slot >= ti)
-            out["T"].append(ti)
-    return out
+    return turn_rows([(query, tid, r, ti) for tid, ti, r in trajs], T_MAX)
 
 
 def test_broadcast_puts_the_trajectory_reward_on_every_slot():
@@ -31,7 +24,7 @@ def test_broadcast_puts_the_trajectory_reward_on_every_slot():
 
 def test_trajectory_norm_matches_paper_eq7_by_hand():
     d = rows()
-    res = flow_advantages(d["r"], d["q"], d["t"], d["pad"], d["T"], T_MAX, norm="trajectory", loss_norm="token_mean")
+    res = advantages_of(d, T_MAX, norm="trajectory", loss_norm="token_mean")
     # trajectory rewards [1, 0, 1]: mean 2/3, unbiased std sqrt(((1/3)^2*2 + (2/3)^2)/2) = sqrt(1/3)
     std = math.sqrt(1 / 3)
     a_pos, a_neg = (1 - 2 / 3) / std, (0 - 2 / 3) / std
@@ -45,7 +38,7 @@ def test_trajectory_norm_matches_paper_eq7_by_hand():
 
 def test_turn_pooled_matches_released_code_by_hand():
     d = rows()
-    res = flow_advantages(d["r"], d["q"], d["t"], d["pad"], d["T"], T_MAX, norm="turn_pooled", loss_norm="token_mean")
+    res = advantages_of(d, T_MAX, norm="turn_pooled", loss_norm="token_mean")
     # pooled real turns: a once (1), b three times (0), c twice (1) -> [1, 0, 0, 0, 1, 1]
     pooled = [1, 0, 0, 0, 1, 1]
     mean = 0.5
@@ -55,46 +48,42 @@ def test_turn_pooled_matches_released_code_by_hand():
     expected = [a_pos, 0, 0,  a_neg, a_neg, a_neg,  a_pos, a_pos, 0]
     assert res.advantages == pytest.approx(expected, rel=1e-9)
     # the two modes differ: b's three turns pull the pooled mean down
-    traj = flow_advantages(d["r"], d["q"], d["t"], d["pad"], d["T"], T_MAX, norm="trajectory", loss_norm="token_mean")
+    traj = advantages_of(d, T_MAX, norm="trajectory", loss_norm="token_mean")
     assert traj.advantages[0] != pytest.approx(res.advantages[0])
 
 
 def test_epsilon_options():
     d = rows()
-    paper = flow_advantages(d["r"], d["q"], d["t"], d["pad"], d["T"], T_MAX, norm="trajectory", loss_norm="token_mean")
-    code_eps = flow_advantages(d["r"], d["q"], d["t"], d["pad"], d["T"], T_MAX, norm="trajectory", eps=1e-6,
-                               loss_norm="token_mean")
+    paper = advantages_of(d, T_MAX, norm="trajectory", loss_norm="token_mean")
+    code_eps = advantages_of(d, T_MAX, norm="trajectory", eps=1e-6, loss_norm="token_mean")
     std = math.sqrt(1 / 3)
     assert paper.advantages[0] == pytest.approx((1 / 3) / std, rel=1e-12)
     assert code_eps.advantages[0] == pytest.approx((1 / 3) / (std + 1e-6), rel=1e-12)
-    pooled_no_eps = flow_advantages(d["r"], d["q"], d["t"], d["pad"], d["T"], T_MAX, norm="turn_pooled", eps=0.0,
-                                    loss_norm="token_mean")
+    pooled_no_eps = advantages_of(d, T_MAX, norm="turn_pooled", eps=0.0, loss_norm="token_mean")
     assert pooled_no_eps.advantages[0] == pytest.approx(0.5 / math.sqrt(0.3), rel=1e-12)
-    population = flow_advantages(d["r"], d["q"], d["t"], d["pad"], d["T"], T_MAX, unbiased=False,
-                                 loss_norm="token_mean")
+    population = advantages_of(d, T_MAX, unbiased=False, loss_norm="token_mean")
     assert population.advantages[0] == pytest.approx((1 / 3) / math.sqrt(2 / 9))
 
 
 def test_paper_loss_weights_are_tmax_over_ti():
     d = rows()
-    res = flow_advantages(d["r"], d["q"], d["t"], d["pad"], d["T"], T_MAX, loss_norm="paper")
+    res = advantages_of(d, T_MAX, loss_norm="paper")
     assert res.weights == [3, 0, 0, 1, 1, 1, 1.5, 1.5, 0]
     # with TRL's loss_type="grpo" (mean over the B = G*T_max rows) a trajectory's turns then weigh
     # sum_t w/B = T_i * (T_max/T_i) / (G*T_max) = 1/G each, whatever T_i (paper Eq. 10)
     per_traj = {}
-    for t, w in zip(d["t"], res.weights):
-        per_traj[t] = per_traj.get(t, 0) + w / len(d["t"])
+    for t, w in zip(d["traj"], res.weights):
+        per_traj[t] = per_traj.get(t, 0) + w / len(d["traj"])
     assert per_traj == pytest.approx({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3})
     assert res.scaled == pytest.approx([a * w for a, w in zip(res.advantages, res.weights)])
 
 
 def test_zero_variance_groups_get_zero_advantage_and_are_counted():
-    same = rows([("a", 1, 1.0), ("b", 3, 1.0), ("c", 2, 1.0)], query="q1")
-    mixed = rows(query="q2")
-    d = {k: same[k] + mixed[k] for k in same}
-    d["t"] = [f"{q}{t}" for q, t in zip(d["q"], d["t"])]
+    same = [("q1", "q1a", 1.0, 1), ("q1", "q1b", 1.0, 3), ("q1", "q1c", 1.0, 2)]
+    mixed = [("q2", f"q2{tid}", r, ti) for tid, ti, r in TRAJ]
+    d = turn_rows(same + mixed, T_MAX)
     for norm in ("trajectory", "turn_pooled"):
-        res = flow_advantages(d["r"], d["q"], d["t"], d["pad"], d["T"], T_MAX, norm=norm)
+        res = advantages_of(d, T_MAX, norm=norm)
         assert res.num_groups == 2 and res.zero_std_groups == 1
         assert res.advantages[:9] == [0.0] * 9
         assert any(a != 0 for a in res.advantages[9:])
@@ -105,7 +94,7 @@ def test_padding_rows_never_get_advantage_or_weight():
     d = rows()
     for norm in ("trajectory", "turn_pooled"):
         for loss_norm in ("paper", "token_mean"):
-            res = flow_advantages(d["r"], d["q"], d["t"], d["pad"], d["T"], T_MAX, norm=norm, loss_norm=loss_norm)
+            res = advantages_of(d, T_MAX, norm=norm, loss_norm=loss_norm)
             for pad, a, w in zip(d["pad"], res.advantages, res.weights):
                 if pad:
                     assert a == 0.0 and w == 0.0

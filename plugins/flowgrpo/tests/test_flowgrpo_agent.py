@@ -7,7 +7,7 @@ import pytest
 from rewardkit_flowgrpo import (
     AgentSystem,
     DocumentStore,
-    FlowOutcome,
+    FlowOutcomeReward,
     FlowRollout,
     FunctionPlanner,
     HFPlanner,
@@ -146,20 +146,24 @@ def test_outcome_judges_once_per_trajectory_and_broadcasts():
         calls.append(a)
         return float(a == g)
 
-    reward = FlowOutcome(judge=judge)
+    reward = FlowOutcomeReward(judge=judge)
     cols = dict(answer=["7", "7", "7", "7"], flowgrpo_answer=["7", "7", "8", "8"], flowgrpo_traj_id=[0, 0, 1, 1],
                 flowgrpo_is_pad=[False, True, False, False])
     assert reward(["q"] * 4, ["x", "", "y", "z"], **cols) == [1.0, 1.0, 0.0, 0.0]
     assert calls == ["7", "8"]
+    # what flowgrpo.broadcast reads: the values and the trajectory each row's value belongs to
+    assert reward.last_call.values == [1.0, 1.0, 0.0, 0.0]
+    assert reward.last_call.detail("flowgrpo_traj_id") == [0, 0, 1, 1]
+    assert reward.last_call.metrics[f"rewardkit/{reward.name}/success"] == 0.5
     with pytest.raises(Exception, match="flowgrpo_answer"):
-        FlowOutcome()(["q"], ["x"], answer=["1"])
+        FlowOutcomeReward()(["q"], ["x"], answer=["1"])
 
 
 def test_failed_judge_counts_as_zero():
     def broken(q, a, g):
         raise TimeoutError("judge down")
 
-    reward = FlowOutcome(judge=broken)
+    reward = FlowOutcomeReward(judge=broken)
     logs = LogCapture()
     out = reward(["q", "q"], ["a", "b"], answer=["1", "1"], flowgrpo_answer=["1", "1"], flowgrpo_traj_id=[0, 1],
                  **logs.kwargs())
@@ -168,10 +172,10 @@ def test_failed_judge_counts_as_zero():
 
 
 def test_exact_and_math_judges():
-    r = FlowOutcome(judge="exact")
+    r = FlowOutcomeReward(judge="exact")
     assert r(["q"] * 4, ["a"] * 4, answer=["21", "21", "Paris", "3.5"],
              flowgrpo_answer=["21.0", "The answer is 21.", "paris", "3.50"]) == [1.0, 1.0, 1.0, 1.0]
-    m = FlowOutcome(judge="math")
+    m = FlowOutcomeReward(judge="math")
     assert m(["q"] * 2, ["a"] * 2, answer=["1/2", "3"], flowgrpo_answer=["0.5", "4"]) == [1.0, 0.0]
 
 
@@ -201,7 +205,7 @@ def test_frozen_modules_and_llm_judge_over_openai_compatible_http(chat_server, t
     for tr in trajs:
         assert [t.command for t in tr.turns] == ["price of apple", "3 * 7"]
         assert tr.stopped and tr.answer == "21"
-    reward = FlowOutcome(judge="llm", judge_model={"base_url": chat_server, "model": "judge"})
+    reward = FlowOutcomeReward(judge="llm", judge_model={"base_url": chat_server, "model": "judge"})
     logs = LogCapture()
     out = reward(["q"] * 3, ["x"] * 3, answer=["21", "21", "BROKEN"], flowgrpo_answer=["21", "20", "21"],
                  flowgrpo_traj_id=[0, 1, 2], **logs.kwargs())

@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
-from rewardkit_flowgrpo.advantages import flow_advantages
+from _flowgrpo_rows import advantages_of, turn_rows
 from rewardkit_flowgrpo.agent import extract_answer
-from rewardkit_flowgrpo.reward import FlowOutcome, JudgeError, parse_json_verdict
+from rewardkit_flowgrpo.judges import JudgeError, parse_json_verdict
+from rewardkit_flowgrpo.rewards import FlowOutcomeReward
 
 HERE = Path(__file__).parent / "conformance"
 
@@ -23,17 +24,10 @@ def table(name: str) -> list[dict]:
     return data["cases"]
 
 
-def turn_rows(case_input: dict, max_turns: int) -> dict[str, list]:
-    """The rollout's row layout: T_max slots per trajectory, real turns first, then padding."""
-    rows = {"reward": [], "query": [], "traj": [], "pad": [], "turns": []}
-    for k, (q, r, t) in enumerate(zip(case_input["query"], case_input["reward"], case_input["turns"])):
-        for slot in range(max_turns):
-            rows["reward"].append(r)
-            rows["query"].append(q)
-            rows["traj"].append(k)
-            rows["pad"].append(slot >= t)
-            rows["turns"].append(t)
-    return rows
+def case_rows(case_input: dict, max_turns: int) -> dict[str, list]:
+    """One trajectory per entry of the case (its index is the trajectory id), in the rollout's row layout."""
+    return turn_rows(zip(case_input["query"], range(len(case_input["query"])), case_input["reward"],
+                         case_input["turns"], strict=True), max_turns)
 
 
 ADVANTAGE_CASES = table("grpo_advantage.json")
@@ -42,9 +36,8 @@ ADVANTAGE_CASES = table("grpo_advantage.json")
 @pytest.mark.parametrize("case", ADVANTAGE_CASES, ids=[c["id"] for c in ADVANTAGE_CASES])
 def test_turn_pooled_bf16_reproduces_verl_advantages(case):
     max_turns = max(case["input"]["turns"]) + 1  # at least one padding slot everywhere
-    rows = turn_rows(case["input"], max_turns)
-    res = flow_advantages(rows["reward"], rows["query"], rows["traj"], rows["pad"], rows["turns"], max_turns,
-                          norm="turn_pooled", precision="bf16", loss_norm="token_mean")
+    rows = case_rows(case["input"], max_turns)
+    res = advantages_of(rows, max_turns, norm="turn_pooled", precision="bf16", loss_norm="token_mean")
     real = [a for a, pad in zip(res.advantages, rows["pad"]) if not pad]
     assert real == case["expected"]
     assert all(a == 0.0 for a, pad in zip(res.advantages, rows["pad"]) if pad)
@@ -66,9 +59,8 @@ def test_float64_turn_pooled_differs_from_the_release_only_by_bfloat16_rounding(
         inp = case["input"]
         if any(abs(r) > 10 or r != round(r) for r in inp["reward"]):
             continue  # bfloat16 rounds the non-binary rewards themselves; compared in the docs, not here
-        rows = turn_rows(inp, max(inp["turns"]))
-        res = flow_advantages(rows["reward"], rows["query"], rows["traj"], rows["pad"], rows["turns"],
-                              max(inp["turns"]), norm="turn_pooled", loss_norm="token_mean")
+        rows = case_rows(inp, max(inp["turns"]))
+        res = advantages_of(rows, max(inp["turns"]), norm="turn_pooled", loss_norm="token_mean")
         real = [a for a, pad in zip(res.advantages, rows["pad"]) if not pad]
         for ours, theirs in zip(real, case["expected"]):
             assert ours == pytest.approx(theirs, rel=2 ** -6, abs=2 ** -7)
@@ -109,8 +101,8 @@ def test_official_json_verdict(case):
 @pytest.mark.parametrize("case", VERDICT_CASES, ids=[c["id"] for c in VERDICT_CASES])
 def test_json_judge_through_flowgrpo_outcome(case):
     """The whole official judge path: module reply -> verdict -> reward; a failed parse is 0 and counted."""
-    reward = FlowOutcome(judge="llm", judge_model=lambda messages: case["input"]["content"], verdict="json")
+    reward = FlowOutcomeReward(judge="llm", judge_model=lambda messages: case["input"]["content"], verdict="json")
     values = reward(["q"], ["planner text"], flowgrpo_answer=["42"], answer=["42"])
     expected = 0.0 if case["expected"] == "error" else case["expected"]
     assert values == [expected]
-    assert reward._last_stats["judge_errors"] == int(case["expected"] == "error")
+    assert reward.last_call.metrics[f"rewardkit/{reward.name}/judge_errors"] == int(case["expected"] == "error")

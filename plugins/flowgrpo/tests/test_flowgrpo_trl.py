@@ -5,27 +5,42 @@ import random
 
 import pytest
 import torch
-from rewardkit_flowgrpo import AgentSystem, FlowRollout, default_registry, flow_advantages
+from rewardkit_flowgrpo import AgentSystem, FlowRollout, default_registry, flow_advantages, grpo_kwargs
 from rewardkit_flowgrpo.toy import toy_dataset, toy_executor
-from rewardkit_flowgrpo.trainer import FlowGRPOCompatError, check_flowgrpo_compat, flowgrpo_grpo_kwargs
 from trl import GRPOTrainer
 
 from rewardkit import get_hook, get_reward
 from rewardkit.testing import tiny_grpo_config
-from rewardkit.trl import build_trainer
+from rewardkit.trl import TRLCompatError, build_trainer, check_trl_compat
 
 G, T_MAX = 4, 3
 
 
 def test_trl_internals_used_by_the_plugin_still_exist():
-    check_flowgrpo_compat(GRPOTrainer)
+    check_trl_compat(GRPOTrainer, generation=True)  # the "trl" planner samples through generate_completions
 
     class Drifted(GRPOTrainer):
         def _generate_single_turn(self, ids, num_generations):  # a changed signature must be caught
             raise AssertionError
 
-    with pytest.raises(FlowGRPOCompatError):
-        check_flowgrpo_compat(Drifted)
+    with pytest.raises(TRLCompatError, match="_generate_single_turn"):
+        check_trl_compat(Drifted, generation=True)
+
+
+def test_presets_and_the_names_before_the_plugin_contract():
+    import rewardkit_flowgrpo
+
+    code = grpo_kwargs("code", group_size=G, max_turns=T_MAX, queries_per_device=2)
+    assert code["num_generations"] == G * T_MAX and code["per_device_train_batch_size"] == 2 * G * T_MAX
+    assert (code["loss_type"], code["epsilon_high"], code["delta"]) == ("bnpo", 0.3, 3.0)
+    with pytest.warns(DeprecationWarning, match="grpo_kwargs"):
+        assert rewardkit_flowgrpo.flowgrpo_grpo_kwargs(G, T_MAX, queries_per_device=2, preset="code") == code
+    with pytest.raises(ValueError, match="preset"):
+        grpo_kwargs("nope")
+    assert rewardkit_flowgrpo.FlowOutcome is rewardkit_flowgrpo.FlowOutcomeReward
+    with pytest.warns(DeprecationWarning, match="rewardkit_flowgrpo.hooks"):
+        from rewardkit_flowgrpo.trainer import FlowBroadcastHook
+    assert FlowBroadcastHook is rewardkit_flowgrpo.FlowBroadcastHook
 
 
 def random_system(tokenizer, seed):
@@ -38,7 +53,7 @@ def random_system(tokenizer, seed):
 
 def run_trainer(tmp_path, tiny_model_path, tiny_tokenizer, *, preset, norm, beta, steps=2, planner="trl"):
     rollout = FlowRollout(random_system(tiny_tokenizer, seed=1), G, planner=planner)
-    kw = flowgrpo_grpo_kwargs(G, T_MAX, queries_per_device=2, preset=preset)
+    kw = grpo_kwargs(preset, group_size=G, max_turns=T_MAX, queries_per_device=2)
     kw.update(beta=beta, temperature=1.0)
     args = tiny_grpo_config(tmp_path, max_steps=steps, max_completion_length=8, learning_rate=1e-3, **kw)
     loss_norm = "paper" if preset == "paper" else "token_mean"
@@ -204,7 +219,7 @@ def test_code_preset_turn_pooled_token_mean_with_kl(tmp_path, tiny_model_path, t
 
 
 def test_hook_refuses_a_loss_type_that_does_not_match_its_loss_norm(tmp_path, tiny_model_path, tiny_tokenizer):
-    kw = flowgrpo_grpo_kwargs(G, T_MAX, preset="code")  # bnpo token-mean
+    kw = grpo_kwargs("code", group_size=G, max_turns=T_MAX)  # bnpo token-mean
     args = tiny_grpo_config(tmp_path, **{**kw, "beta": 0.0})
     with pytest.raises(ValueError, match="loss_type"):
         build_trainer(GRPOTrainer, hooks=[get_hook("flowgrpo.broadcast", loss_norm="paper")],

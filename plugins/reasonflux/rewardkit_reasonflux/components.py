@@ -5,8 +5,10 @@
   default, InfoNCE style, so r ≤ 0); for t = 1 the question stands in for s_0.
 * alignment  r_t^align = max_j cos(Φ(s_t), Φ(a_j)) over the response steps (default) or
   cos(Φ(s_t), Φ(a)) with the whole response.
+* quality    r_t^qual = J(s_t | x, s_<t, a): an expert judge's grade of each step in [0, 1].
 
-Every text of the batch is embedded in one deduplicated, cached call of the :class:`Embedder`.
+Every text of the batch is embedded in one deduplicated, cached call of the :class:`Embedder`;
+every judge prompt of the batch goes to the judge in one call.
 """
 
 from __future__ import annotations
@@ -21,11 +23,17 @@ from typing import Any, Literal
 import numpy as np
 
 from rewardkit_reasonflux.embed import Embedder
+from rewardkit_reasonflux.judge import Judge
 from rewardkit_reasonflux.sample import ReasonSample
 
 StepValues = list[float | None]
 AlignTarget = Literal["best_step", "whole"]
 FirstStep = Literal["question", "skip"]
+OnMalformed = Literal["none", "skip_step", "raise"]
+
+
+class JudgeAnswerError(ValueError):
+    """The judge answered something that is not a score (raised with ``on_malformed="raise"``)."""
 
 
 def _stable_seed(seed: int, *parts: str) -> int:
@@ -203,3 +211,55 @@ def softmax_combine(values: dict[str, float | None], *, weighting: str = "softma
     else:
         raise ValueError(f"weighting must be 'softmax' or 'fixed', got {weighting!r}")
     return sum(w[k] * present[k] for k in present), w
+
+
+def _previous(steps: Sequence[str], t: int, max_chars: int | None) -> str:
+    if t == 0:
+        return "(none: this is the first step)"
+    text = "\n\n".join(steps[:t])
+    if max_chars is not None and len(text) > max_chars:
+        text = "[... earlier steps omitted ...]\n\n" + text[-max_chars:]
+    return text
+
+
+def build_judge(judge: Any, *, template: str, scale: float, max_tokens: int, choices: Any,
+                cache_path: str | None, what: str) -> Judge:
+    if judge is None:
+        raise ValueError(f"{what} needs an expert judge: judge=<a JudgeBackend, a local model path, "
+                         "a dict {'type': 'openai', 'base_url': ..., 'model': ...}, or a callable>")
+    if isinstance(judge, Judge):
+        return judge
+    return Judge(judge, template=template, scale=scale, max_tokens=max_tokens, choices=choices,
+                 cache_path=cache_path)
+
+
+def quality_values(samples: Sequence[ReasonSample | None], judge: Judge, *, max_context_chars: int | None,
+                   on_malformed: OnMalformed, stats: dict[str, Any]) -> list[StepValues | None]:
+    """Per-step judge grades in [0, 1]; all prompts of the batch go to the judge at once (deduplicated)."""
+    rows: list[dict[str, str]] = []
+    where: list[tuple[int, int]] = []
+    for i, s in enumerate(samples):
+        if s is None:
+            continue
+        steps = s.thinking_texts
+        for t, step in enumerate(steps):
+            rows.append({"question": s.question, "previous_steps": _previous(steps, t, max_context_chars),
+                         "step": step, "response": s.response or "(empty)"})
+            where.append((i, t))
+    scores = judge.score(rows) if rows else []
+    out: list[StepValues | None] = [None if s is None else [None] * len(s.thinking) for s in samples]
+    malformed = 0
+    for (i, t), v, answer in zip(where, scores, judge.last_answers if rows else []):
+        if v is None:
+            malformed += 1
+            if on_malformed == "raise":
+                raise JudgeAnswerError(f"judge answer is not a score in [0, 1] (scale {judge.scale:g}): "
+                                       f"{answer[:200]!r}")
+        row = out[i]
+        assert row is not None
+        row[t] = v
+    if on_malformed == "none":
+        out = [None if row is not None and any(v is None for v in row) else row for row in out]
+    stats["judge_malformed"] = stats.get("judge_malformed", 0) + malformed
+    stats["judge_calls"] = stats.get("judge_calls", 0) + len(rows)
+    return out

@@ -66,7 +66,7 @@ class Embedder:
             if self.model is None or isinstance(self.model, str):
                 from sentence_transformers import SentenceTransformer
 
-                from rewardkit.trl.placement import process_device, whole_model_loading
+                from rewardkit.trl import process_device, whole_model_loading
 
                 path = default_encoder_path() if self.model is None else self.model
                 with whole_model_loading():  # a small encoder: a full copy per rank, even under ZeRO-3

@@ -31,16 +31,15 @@ import os
 from collections import Counter
 from typing import Any, Literal
 
-from rewardkit.prm import TaggedScorer
-from rewardkit.prm.reward import prompt_text
-from rewardkit.reward import STEP_SCORES, Batch, ProcessReward, StepScores
-from rewardkit.trajectory import split_steps, split_thinking
+from rewardkit import STEP_SCORES, Batch, ProcessReward, StepScores, split_steps, split_thinking
+from rewardkit.prm import TaggedScorer, prompt_text
 from rewardkit_reasonflux import official
 
 Interface = Literal["step_tag", "scalar"]
 INTERFACE_ALIASES = {"step_tag": "step_tag", "7b": "step_tag", "tagged": "step_tag",
                      "scalar": "scalar", "1.5b": "scalar", "last_token": "scalar"}
 DEFAULT_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+TRAJECTORY_SCORES = "trajectory_scores"  # the detail holding each row's trajectory score (r̂_final)
 
 
 class ChatPrompt:
@@ -85,7 +84,7 @@ class ChatPrompt:
         return full.split(marker, 1)[1] if marker in full else ""
 
 
-class ReasonFluxPRM(ProcessReward):
+class ReasonFluxPRMReward(ProcessReward):
     """A ReasonFlux PRM as a reward (see the module docstring for interfaces and modes).
 
     Args:
@@ -141,7 +140,6 @@ class ReasonFluxPRM(ProcessReward):
         self.step_tag = step_tag
         self.policy_tokenizer = None if policy_tokenizer is None else str(policy_tokenizer)
         self._lazy_policy_tok: Any = None
-        self._official_truncated = 0
         if isinstance(model, TaggedScorer):
             self.scorer = model
             self.chat = None
@@ -160,7 +158,11 @@ class ReasonFluxPRM(ProcessReward):
                 self.scorer = TaggedScorer(ref, head=None, step_tag=step_tag, positive_label=positive_label,
                                            max_length=self.max_length, batch_size=batch_size, device=device,
                                            add_bos=True, model_kwargs=model_kwargs)
-        self.last_trajectory_scores: list[float | None] = []
+
+    @property
+    def last_trajectory_scores(self) -> list[float | None]:
+        """The trajectory score (r̂_final) of each row of the last call (``last_call.detail("trajectory_scores")``)."""
+        return self.last_call.detail(TRAJECTORY_SCORES)
 
     # -- layout -------------------------------------------------------------------------------
     def parts(self, text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -216,8 +218,10 @@ class ReasonFluxPRM(ProcessReward):
             self._lazy_policy_tok = AutoTokenizer.from_pretrained(self.policy_tokenizer)
         return self._lazy_policy_tok
 
-    def official_input(self, prompt: Any, completion: str) -> tuple[list[int], int, int]:
-        """Token ids the released code scores, the position it reads and its separator count."""
+    def official_input(self, prompt: Any, completion: str,
+                       counts: Counter[str] | None = None) -> tuple[list[int], int, int]:
+        """Token ids the released code scores, the position it reads and its separator count
+        (a cut at ``max_length`` is counted in ``counts["truncated"]``)."""
         tok = self.scorer.tokenizer
         if self.interface == "scalar":
             ids = official.scalar_input_ids(tok, prompt_text(prompt), completion, self.max_length)
@@ -225,27 +229,26 @@ class ReasonFluxPRM(ProcessReward):
         text = official.policy_prompt_text(prompt, self.policy_tok())
         _, ids = official.prm_input(tok, text, completion, max_length=None, step_tag=self.step_tag)
         if len(ids) > self.max_length:
-            self._official_truncated += 1
+            if counts is not None:
+                counts["truncated"] += 1
             ids = ids[:self.max_length]
         sep = official.separator_id(tok, self.step_tag)
         seps = [k for k, t in enumerate(ids) if t == sep]
         pos = len(ids) - 1 if self.read_at == "last_token" or not seps else seps[-1]
         return ids, pos, len(seps)
 
-    def _official_scores(self, batch: Batch) -> list[StepScores | None]:
+    def _official_scores(self, batch: Batch) -> tuple[list[StepScores | None], list[float | None]]:
         out: list[StepScores | None] = [None] * len(batch)
-        self.last_trajectory_scores = [None] * len(batch)
+        trajectory: list[float | None] = [None] * len(batch)
         rows, seqs, positions, n_seps = [], [], [], []
-        self._official_truncated = 0
         for i in range(len(batch)):
             if batch.skip[i]:
                 continue
-            ids, pos, n_sep = self.official_input(batch.prompts[i], batch.texts[i])
+            ids, pos, n_sep = self.official_input(batch.prompts[i], batch.texts[i], batch.counts)
             rows.append(i)
             seqs.append(ids)
             positions.append([pos])
             n_seps.append(n_sep)
-        batch.counts["truncated"] += self._official_truncated
         scores = self.scorer.run(seqs, positions) if seqs else []
         for i, sc, n_sep in zip(rows, scores, n_seps):
             if self.interface == "scalar":
@@ -254,16 +257,24 @@ class ReasonFluxPRM(ProcessReward):
                 value = official.first_step_score(official.to_bfloat16(sc[0]), n_sep)
                 if value is None:  # the released worker raises here (no separator left, or an underflow)
                     batch.counts["official_error"] += 1
-            self.last_trajectory_scores[i] = value
+            trajectory[i] = value
             if value is not None:
                 out[i] = StepScores([value], [(0, len(batch.texts[i]))])
-        return out
+        return out, trajectory
 
     def step_scores_batch(self, batch: Batch) -> list[StepScores | None]:
+        """Per-step scores of every row; the trajectory scores are shared as ``"trajectory_scores"``
+        and the thinking-step counts kept in ``batch.extras`` for :meth:`score_batch`."""
+        steps, trajectory, n_thinking = self._scores(batch)
+        batch.share(TRAJECTORY_SCORES, trajectory)
+        batch.extras["n_thinking"] = n_thinking
+        return steps
+
+    def _scores(self, batch: Batch) -> tuple[list[StepScores | None], list[float | None], dict[int, int]]:
         if self.mode == "official":
-            return self._official_scores(batch)
+            return (*self._official_scores(batch), {})
         out: list[StepScores | None] = [None] * len(batch)
-        self.last_trajectory_scores = [None] * len(batch)
+        trajectory: list[float | None] = [None] * len(batch)
         seqs, positions, meta = [], [], []
         stats: Counter[str] = Counter()
         tok = self.scorer.tokenizer  # loads the model and tokenizer once
@@ -297,22 +308,21 @@ class ReasonFluxPRM(ProcessReward):
                 # one score for the sequence: it is both the step mean and the trajectory score
                 full = thinking + response
                 out[i] = StepScores([sc[0]], [(full[0][0], full[-1][1])])
-                self.last_trajectory_scores[i] = sc[0]
+                trajectory[i] = sc[0]
                 continue
             tag_scores = sc[:len(thinking) + len(response)]
             traj = sc[-1]  # last separator, or the extra last-token position
             out[i] = StepScores(list(tag_scores), thinking + response)
-            self.last_trajectory_scores[i] = traj
-        batch._reasonflux_n_thinking = {i: len(t) for i, t, _ in meta}  # type: ignore[attr-defined]
-        return out
+            trajectory[i] = traj
+        return out, trajectory, {i: len(t) for i, t, _ in meta}
 
     def score_batch(self, batch: Batch) -> list[float | None]:
         steps = self.step_scores_batch(batch)
         batch.share(STEP_SCORES, steps)
-        n_think: dict[int, int] = getattr(batch, "_reasonflux_n_thinking", {})
+        n_think: dict[int, int] = batch.extras["n_thinking"]
         values: list[float | None] = []
         for i, s in enumerate(steps):
-            traj = self.last_trajectory_scores[i]
+            traj = batch.details[TRAJECTORY_SCORES][i]
             if s is None or not s.scores or traj is None:
                 values.append(None)
                 continue
@@ -325,14 +335,14 @@ class ReasonFluxPRM(ProcessReward):
         return values
 
     def log_components(self, batch: Batch) -> None:
-        log = batch.context.log_metric
-        if log is None:
-            return
         for key in ("truncated", "too_long", "official_error"):
-            log(f"rewardkit/{self.name}/{key}", float(batch.counts.get(key, 0)))
-        traj = [t for t in self.last_trajectory_scores if t is not None]
+            batch.log_metric(f"rewardkit/{self.name}/{key}", float(batch.counts.get(key, 0)))
+        traj = [t for t in batch.details.get(TRAJECTORY_SCORES, []) if t is not None]
         if traj:
-            log(f"{self.name}/trajectory_score_mean", sum(traj) / len(traj))
+            batch.log_metric(f"{self.name}/trajectory_score_mean", sum(traj) / len(traj))
+
+
+ReasonFluxPRM = ReasonFluxPRMReward  # the documented name before the plugin contract (issue 14)
 
 
 def convert_scalar_checkpoint(causal_lm_dir: str | os.PathLike[str], reward_head: str | os.PathLike[str] | None,

@@ -1,4 +1,4 @@
-"""ReasonFlux-PRM's reward signals as rewardkit rewards.
+"""Every reward of ReasonFlux-PRM (the classes the plugin registers).
 
 * ``reasonflux.coherence``  contrastive coherence of consecutive thinking steps (process)
 * ``reasonflux.alignment``  cosine of each thinking step with the final response (process)
@@ -6,6 +6,9 @@
 * ``reasonflux.step``       the three mixed per step by softmax-over-values weights (process)
 * ``reasonflux.trajectory`` template-guided verification: success rate of a policy that solves the
   question N times under a judge-written reasoning template (outcome)
+* ``reasonflux.prm``        a trained ReasonFlux PRM (:class:`ReasonFluxPRMReward`, defined in
+  :mod:`rewardkit_reasonflux.prm` beside its input encoding; re-exported here) (process)
+* ``reasonflux.rl``         the released GRPO worker's whole reward (:class:`ReleasedRLReward`) (outcome)
 
 All process rewards score the *thinking* steps (``<think>`` block, or see ``no_think``) and reduce
 them with ``reducer`` (default ``mean``, as in the paper's Eq. 11). A row with empty thinking has
@@ -16,29 +19,43 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
-from rewardkit.reward import Batch, ProcessReward, Reward, RewardInputError, StepScores
+from rewardkit import Batch, ProcessReward, Reward, RewardInputError, StepScores, get_reward
+from rewardkit_reasonflux import official
 from rewardkit_reasonflux.components import (
     AlignTarget,
     FirstStep,
+    JudgeAnswerError,
     NegativeBank,
+    OnMalformed,
     StepValues,
     alignment_values,
+    build_judge,
     coherence_values,
+    quality_values,
     softmax_combine,
 )
+from rewardkit_reasonflux.config import OFFICIAL_BETA
 from rewardkit_reasonflux.embed import DEFAULT_BATCH_SIZE, Embedder, make_embedder
-from rewardkit_reasonflux.judge import CachedGenerator, Judge, load_template, render
+from rewardkit_reasonflux.judge import CachedGenerator, load_template, render
+from rewardkit_reasonflux.prm import ReasonFluxPRM, ReasonFluxPRMReward
 from rewardkit_reasonflux.sample import ReasonSample, SampleParser
 
+__all__ = [
+    "AlignmentReward",
+    "CoherenceReward",
+    "JudgeAnswerError",
+    "QualityReward",
+    "ReasonFluxPRM",
+    "ReasonFluxPRMReward",
+    "ReasonFluxStepReward",
+    "ReleasedRLReward",
+    "StepReward",
+    "TrajectoryReward",
+]
+
 COMPONENTS = ("alignment", "quality", "coherence")
-OnMalformed = Literal["none", "skip_step", "raise"]
-
-
-class JudgeAnswerError(ValueError):
-    """The judge answered something that is not a score (raised with ``on_malformed="raise"``)."""
-
 
 def _mean(xs: Sequence[float]) -> float:
     return float(sum(xs) / len(xs)) if xs else float("nan")
@@ -89,24 +106,21 @@ class ReasonFluxStepReward(ProcessReward):
             else:
                 kept = [(val, step.span) for val, step in zip(v, s.thinking) if val is not None]
                 out.append(StepScores([k[0] for k in kept], [k[1] for k in kept]))
-        batch._reasonflux_stats = stats  # type: ignore[attr-defined]
+        batch.extras["stats"] = stats
         return out
 
     def log_components(self, batch: Batch) -> None:
-        stats: dict[str, Any] = getattr(batch, "_reasonflux_stats", {})
+        stats: dict[str, Any] = batch.extras.get("stats", {})
         for key, value in stats.items():
             if isinstance(value, int):
                 self.counters[key] += value
-        log = batch.context.log_metric
-        if log is None:
-            return
         for key, value in sorted(stats.items()):
             if isinstance(value, int):
-                log(f"rewardkit/{self.name}/{key}", float(value))
+                batch.log_metric(f"rewardkit/{self.name}/{key}", float(value))
             elif isinstance(value, list):  # per-step values of a component or weight: log their mean
                 finite = [x for x in value if x is not None and math.isfinite(x)]
                 if finite:
-                    log(f"{self.name}/{key}_mean", _mean(finite))
+                    batch.log_metric(f"{self.name}/{key}_mean", _mean(finite))
 
 
 # -- embedding rewards ----------------------------------------------------------------------------
@@ -187,58 +201,6 @@ class AlignmentReward(_EmbeddingMixin, ReasonFluxStepReward):
 
 
 # -- judge reward -----------------------------------------------------------------------------------
-
-def _previous(steps: Sequence[str], t: int, max_chars: int | None) -> str:
-    if t == 0:
-        return "(none: this is the first step)"
-    text = "\n\n".join(steps[:t])
-    if max_chars is not None and len(text) > max_chars:
-        text = "[... earlier steps omitted ...]\n\n" + text[-max_chars:]
-    return text
-
-
-def build_judge(judge: Any, *, template: str, scale: float, max_tokens: int, choices: Any,
-                cache_path: str | None, what: str) -> Judge:
-    if judge is None:
-        raise ValueError(f"{what} needs an expert judge: judge=<a JudgeBackend, a local model path, "
-                         "a dict {'type': 'openai', 'base_url': ..., 'model': ...}, or a callable>")
-    if isinstance(judge, Judge):
-        return judge
-    return Judge(judge, template=template, scale=scale, max_tokens=max_tokens, choices=choices,
-                 cache_path=cache_path)
-
-
-def quality_values(samples: Sequence[ReasonSample | None], judge: Judge, *, max_context_chars: int | None,
-                   on_malformed: OnMalformed, stats: dict[str, Any]) -> list[StepValues | None]:
-    """Per-step judge grades in [0, 1]; all prompts of the batch go to the judge at once (deduplicated)."""
-    rows: list[dict[str, str]] = []
-    where: list[tuple[int, int]] = []
-    for i, s in enumerate(samples):
-        if s is None:
-            continue
-        steps = s.thinking_texts
-        for t, step in enumerate(steps):
-            rows.append({"question": s.question, "previous_steps": _previous(steps, t, max_context_chars),
-                         "step": step, "response": s.response or "(empty)"})
-            where.append((i, t))
-    scores = judge.score(rows) if rows else []
-    out: list[StepValues | None] = [None if s is None else [None] * len(s.thinking) for s in samples]
-    malformed = 0
-    for (i, t), v, answer in zip(where, scores, judge.last_answers if rows else []):
-        if v is None:
-            malformed += 1
-            if on_malformed == "raise":
-                raise JudgeAnswerError(f"judge answer is not a score in [0, 1] (scale {judge.scale:g}): "
-                                       f"{answer[:200]!r}")
-        row = out[i]
-        assert row is not None
-        row[t] = v
-    if on_malformed == "none":
-        out = [None if row is not None and any(v is None for v in row) else row for row in out]
-    stats["judge_malformed"] = stats.get("judge_malformed", 0) + malformed
-    stats["judge_calls"] = stats.get("judge_calls", 0) + len(rows)
-    return out
-
 
 class QualityReward(ReasonFluxStepReward):
     """r_t^qual = J(s_t | x, s_<t, a): an expert judge grades each thinking step in [0, 1].
@@ -333,7 +295,6 @@ class StepReward(_EmbeddingMixin, ReasonFluxStepReward):
         self.tau, self.num_negatives, self.include_positive = tau, num_negatives, include_positive
         self.first_step, self.bank_size, self.seed, self.target = first_step, bank_size, seed, target
         self._lazy_bank: NegativeBank | None = None
-        self.last_components: list[dict[str, StepValues | None] | None] = []
 
     def component_values(self, samples: list[ReasonSample | None],
                          stats: dict[str, Any]) -> dict[str, list[StepValues | None]]:
@@ -371,14 +332,14 @@ class StepReward(_EmbeddingMixin, ReasonFluxStepReward):
         result: list[StepValues | None] = []
         per_comp: dict[str, list[float]] = {c: [] for c in self.components}
         per_weight: dict[str, list[float]] = {c: [] for c in self.components}
-        self.last_components = []
+        shared: list[dict[str, StepValues | None] | None] = []
         for i, s in enumerate(samples):
             if s is None:
                 result.append(None)
-                self.last_components.append(None)
+                shared.append(None)
                 continue
             rows = {c: comp[c][i] for c in self.components}
-            self.last_components.append(rows)
+            shared.append(rows)
             if any(v is None for v in rows.values()):
                 result.append(None)
                 continue
@@ -395,6 +356,7 @@ class StepReward(_EmbeddingMixin, ReasonFluxStepReward):
         for c in self.components:
             stats[c] = per_comp[c]
             stats[f"weight_{c}"] = per_weight[c]
+        batch.share("components", shared)  # each row's per-step values of every component
         return result
 
 
@@ -445,12 +407,8 @@ class TrajectoryReward(Reward):
         self.max_thinking_chars = max_thinking_chars
         self.parser = SampleParser(split=split, thinking_column=thinking_column, response_column=response_column,
                                    question_column=question_column, no_think=no_think)  # type: ignore[arg-type]
-        from rewardkit.builtin_rewards import MathAccuracy
-
-        self.accuracy = MathAccuracy(name=f"{self.name or 'reasonflux.trajectory'}/accuracy",
-                                     gold_column="gold", on_error="none")
-        self.last_templates: list[str | None] = []
-        self.last_solutions: list[list[str] | None] = []
+        self.accuracy = get_reward("math.accuracy", gold_column="gold", on_error="none")
+        self.accuracy.name = f"{self.name or 'reasonflux.trajectory'}/accuracy"
 
     def _thinking(self, s: ReasonSample) -> str:
         text = "\n\n".join(s.thinking_texts) or "(none)"
@@ -477,10 +435,18 @@ class TrajectoryReward(Reward):
             if s is not None:
                 todo.append((i, s, str(gold)))
         out: list[float | None] = [None] * len(batch)
-        self.last_templates = [None] * len(batch)
-        self.last_solutions = [None] * len(batch)
-        if not todo:
-            return out
+        written: list[str | None] = [None] * len(batch)
+        solved: list[list[str] | None] = [None] * len(batch)
+        if todo:
+            self._solve(todo, out, written, solved)
+        # the judge's template and the policy's solutions of each row, for inspection
+        batch.share("templates", written)
+        batch.share("solutions", solved)
+        return out
+
+    def _solve(self, todo: list[tuple[int, ReasonSample, str]], out: list[float | None],
+               written: list[str | None], solved: list[list[str] | None]) -> None:
+        """Write a template per row, solve each question ``n`` times under it, fill the rows' success rates."""
         writer_prompts = [render(self.writer_template, question=s.question, thinking=self._thinking(s),
                                  response=s.response or "(empty)") for _, s, _ in todo]
         templates = [a[0].strip() for a in self.writer.generate(writer_prompts, max_tokens=self.template_max_tokens,
@@ -501,8 +467,57 @@ class TrajectoryReward(Reward):
         for (i, _, _), t, sols in zip(todo, templates, solutions):
             vals = correct[pos:pos + len(sols)]
             pos += len(sols)
-            self.last_templates[i], self.last_solutions[i] = t, list(sols)
+            written[i], solved[i] = t, list(sols)
             if any(v is None for v in vals):  # gold that does not parse: not a 0, the row does not apply
                 continue
             out[i] = float(sum(vals) / len(vals))  # type: ignore[arg-type]
-        return out
+
+
+# -- the released RL reward ----------------------------------------------------------------------
+
+class ReleasedRLReward(Reward):
+    """The released GRPO worker's whole per-sample reward, as one reward function (``reasonflux.rl``).
+
+    ``float32(beta * PRM + (1 - beta) * rule)`` where PRM is ``reasonflux.prm`` in official mode and
+    rule is the released strict-box check (:func:`rewardkit_reasonflux.official.strict_box_score`:
+    the last ``\\boxed{}`` of the response's last 100 characters equals the gold string). Use it
+    alone (weight 1) to get the released numbers bit for bit; :func:`~rewardkit_reasonflux.config.grpo_mix`
+    lets TRL weight separate rewards instead (float32 sums, ``math.accuracy`` as the rule).
+
+    Args:
+        model: the PRM (path); beta: the PRM's share (released: 0.75).
+        gold_column: dataset column with the ground truth (compared as a string).
+        prm_params: further ``reasonflux.prm`` arguments (``policy_tokenizer``, ``max_length``, ...).
+    A row whose PRM score is None (the released code raises there) or whose gold is missing is None.
+    """
+
+    def __init__(self, *, model: Any = None, beta: float = OFFICIAL_BETA, gold_column: str = "solution",
+                 prm_params: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"beta must be in [0, 1], got {beta}")
+        params = dict(prm_params or {})
+        params["mode"] = "official"
+        self.prm = ReasonFluxPRMReward(model=model, name=f"{self.name or 'reasonflux.rl'}/prm", **params)
+        self.beta, self.gold_column = float(beta), gold_column
+
+    def score_batch(self, batch: Batch) -> list[float | None]:
+        if self.gold_column not in batch.columns:
+            raise RewardInputError(f"reward {self.name!r} needs gold answers in column {self.gold_column!r}; "
+                                   f"columns passed: {sorted(batch.columns) or 'none'}")
+        prm = self.prm.score_batch(batch)
+        golds = batch.columns[self.gold_column]
+        rule: list[float | None] = [None if (batch.skip[i] or golds[i] is None) else
+                                    official.strict_box_score(batch.texts[i], str(golds[i]))
+                                    for i in range(len(batch))]
+        batch.share("prm_scores", prm)
+        batch.share("rule_scores", rule)
+        return [None if p is None or r is None else official.released_mix(p, r, self.beta)
+                for p, r in zip(prm, rule)]
+
+    def log_components(self, batch: Batch) -> None:
+        self.prm.log_components(batch)
+        for key in ("prm", "rule"):
+            got = [v for v in batch.details.get(f"{key}_scores", []) if v is not None]
+            if got:
+                batch.log_metric(f"{self.name}/{key}_mean", sum(got) / len(got))

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rewardkit.reward import Sample, completion_text, message_text
-from rewardkit.trajectory import Splitter, Step, split_steps, split_thinking
+from rewardkit import Sample, Splitter, Step, completion_text, message_text, split_steps, split_thinking
 
 NoThink = Literal["split_last", "all", "none"]
 NO_THINK = ("split_last", "all", "none")

@@ -107,7 +107,7 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
 def final_answer(text: str) -> str | None:
     """The answer a response commits to (for majority vote): its last ``\\boxed{}``, else its last
     number; normalised by removing spaces and a trailing period."""
-    from rewardkit.builtin_rewards import last_boxed
+    from rewardkit import last_boxed
 
     if "</think>" in text:
         text = text.rsplit("</think>", 1)[1]

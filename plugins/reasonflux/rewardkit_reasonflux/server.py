@@ -1,10 +1,10 @@
 """Serve a judge backend as an OpenAI-compatible chat-completions endpoint.
 
 It lets a judge run in another process (or on another machine) and is what the tests talk to
-over loopback. The HTTP side is :class:`rewardkit.serve.openai_compat.ChatCompletionsServer`;
-this module maps a request's ``max_tokens``, ``temperature``, ``n``, ``seed`` and vLLM's
-``guided_choice`` onto :meth:`JudgeBackend.complete`. Not a production server: one model,
-requests are serialised.
+over loopback. The server is the core :class:`rewardkit.TextModelServer` (a request's
+``max_tokens``, ``temperature``, ``top_p``, ``n``, ``seed`` and vLLM's ``guided_choice`` become
+generation options of the backend); this module gives it ReasonFlux's name and a command line. Not a
+production server: one model, requests are serialised.
 
     python -m rewardkit_reasonflux.server --model PATH --port 8000
 """
@@ -14,23 +14,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rewardkit.serve.openai_compat import ChatCompletionsServer
-from rewardkit_reasonflux.judge import JudgeBackend, TransformersBackend
+from rewardkit import TextModelServer
+from rewardkit_reasonflux.judge import TransformersBackend
 
 
-class JudgeHTTPServer(ChatCompletionsServer):
-    """A :class:`JudgeBackend` behind ``/v1/chat/completions``; ``.base_url`` is the endpoint."""
+class JudgeHTTPServer(TextModelServer):
+    """A judge backend (any :class:`rewardkit.TextModel`) behind ``/v1/chat/completions``; ``.base_url``
+    is the endpoint."""
 
-    def __init__(self, backend: JudgeBackend, host: str = "127.0.0.1", port: int = 0,
-                 model_name: str = "local") -> None:
-        super().__init__(self._complete, host=host, port=port, model_name=model_name)
-        self.backend = backend
-
-    def _complete(self, messages: list[dict[str, Any]], request: dict[str, Any]) -> list[str]:
-        return self.backend.complete(
-            [messages], max_tokens=int(request.get("max_tokens", 64)),
-            temperature=float(request.get("temperature", 0.0) or 0.0), n=int(request.get("n", 1)),
-            choices=request.get("guided_choice"), seed=request.get("seed"))[0]
+    def __init__(self, backend: Any, host: str = "127.0.0.1", port: int = 0, model_name: str = "local") -> None:
+        super().__init__(backend, host=host, port=port, model_name=model_name)
+        self.backend = self.text_model
 
 
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 0, model_name: str = "local",

@@ -98,6 +98,15 @@ def load_toy_records() -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def held_out_split(records: list[dict[str, Any]], fraction: float = 0.25) -> tuple[list[dict[str, Any]],
+                                                                                 list[dict[str, Any]]]:
+    """``(train, held_out)``: the last ``fraction`` of the questions (at least one), with every record of
+    each, are held out, so no held-out problem is seen in training."""
+    questions = list(dict.fromkeys(r["question"] for r in records))
+    held = set(questions[-max(1, int(len(questions) * fraction)):])
+    return [r for r in records if r["question"] not in held], [r for r in records if r["question"] in held]
+
+
 if __name__ == "__main__":
     recs = make_toy_records()
     TOY_PATH.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ class ReasonFluxPRMConfig(PRMTrainingConfig):
 def _thinking_list(rec: dict[str, Any]) -> list[str]:
     th = rec.get("thinking", [])
     if isinstance(th, str):
-        from rewardkit.trajectory import split_steps
+        from rewardkit import split_steps
 
         return [s.text for s in split_steps(th)]
     return [str(s) for s in th]

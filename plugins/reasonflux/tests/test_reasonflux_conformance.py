@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from rewardkit_reasonflux import official
-from rewardkit_reasonflux.prm import ReasonFluxPRM, convert_scalar_checkpoint
+from rewardkit_reasonflux.prm import ReasonFluxPRMReward, convert_scalar_checkpoint
 from transformers import AutoTokenizer
 
 from rewardkit.testing import tiny_model_dir
@@ -47,11 +47,11 @@ def prm_dirs(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def official_rewards(prm_dirs):
-    cache: dict[tuple[str, str], ReasonFluxPRM] = {}
+    cache: dict[tuple[str, str], ReasonFluxPRMReward] = {}
 
-    def get(policy: str, prm: str) -> ReasonFluxPRM:
+    def get(policy: str, prm: str) -> ReasonFluxPRMReward:
         if (policy, prm) not in cache:
-            cache[(policy, prm)] = ReasonFluxPRM(model=prm_dirs[prm], mode="official",
+            cache[(policy, prm)] = ReasonFluxPRMReward(model=prm_dirs[prm], mode="official",
                                                  policy_tokenizer=prm_dirs[policy])
         return cache[(policy, prm)]
     return get
@@ -94,7 +94,7 @@ def test_worker_score(case):
 
 
 @pytest.fixture(scope="module")
-def scalar_prms(tmp_path_factory) -> dict[str, ReasonFluxPRM]:
+def scalar_prms(tmp_path_factory) -> dict[str, ReasonFluxPRMReward]:
     """Each head saved in the released 1.5B layout (causal LM + reward_head.pt), converted, loaded."""
     out = {}
     for name, head in SCALAR["heads"].items():
@@ -103,7 +103,7 @@ def scalar_prms(tmp_path_factory) -> dict[str, ReasonFluxPRM]:
         torch.save({"weight": torch.tensor([head["weight"]]), "bias": torch.tensor(head["bias"])},
                    release / "reward_head.pt")
         converted = convert_scalar_checkpoint(release, None, tmp_path_factory.mktemp(f"converted_{name}"))
-        out[name] = ReasonFluxPRM(model=converted, interface="scalar", mode="official")
+        out[name] = ReasonFluxPRMReward(model=converted, interface="scalar", mode="official")
     return out
 
 
@@ -138,13 +138,13 @@ def test_released_rl_reward_on_every_rule_case(tiny_prm_path):
     cases = RULE["cases"]
     values = r(["Ben has 5 stones and gets 9 more. How many?"] * len(cases), [c["input"]["solution"] for c in cases],
                solution=[c["input"]["ground_truth"] for c in cases])
-    assert r.last_rule_scores == [c["expected"] for c in cases]
-    assert all(p is not None for p in r.last_prm_scores)
-    assert values == [official.released_mix(p, c["expected"]) for p, c in zip(r.last_prm_scores, cases)]
+    prm_scores = r.last_call.detail("prm_scores")
+    assert r.last_call.detail("rule_scores") == [c["expected"] for c in cases]
+    assert all(p is not None for p in prm_scores)
+    assert values == [official.released_mix(p, c["expected"]) for p, c in zip(prm_scores, cases)]
     # each PRM score is the official reasonflux.prm score of that row alone
     prm = rewardkit.get_reward("reasonflux.prm", model=str(tiny_prm_path), mode="official")
-    assert prm(["Ben has 5 stones and gets 9 more. How many?"], [cases[0]["input"]["solution"]]) == \
-        r.last_prm_scores[:1]
+    assert prm(["Ben has 5 stones and gets 9 more. How many?"], [cases[0]["input"]["solution"]]) == prm_scores[:1]
 
 
 E2E = json.loads((TABLES / "worker_end_to_end.json").read_text())
@@ -159,10 +159,10 @@ def test_worker_end_to_end(case, tiny_prm_path):
     r = rewardkit.get_reward("reasonflux.rl", model=str(tiny_prm_path),
                              prm_params={"max_length": inp["max_length"], "model_kwargs": {"dtype": "bfloat16"}})
     value = r([inp["prompt"]], [inp["response"]], solution=[inp["solution"]])[0]
-    assert r.last_rule_scores == [exp["rule"]]
+    assert r.last_call.detail("rule_scores") == [exp["rule"]]
     if "error" in exp:  # the released worker raises (separator cut off): a counted None here
-        assert r.last_prm_scores == [None] and value is None
+        assert r.last_call.detail("prm_scores") == [None] and value is None
         assert r.counters["official_error"] == 1
         return
-    assert r.last_prm_scores == [exp["prm"]]
+    assert r.last_call.detail("prm_scores") == [exp["prm"]]
     assert value == exp["reward"]

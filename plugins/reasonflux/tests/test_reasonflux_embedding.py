@@ -224,8 +224,14 @@ def test_step_mix_with_the_judge_quality_hand_computed():
         w = [math.exp(v) for v in vals]
         expect.append(sum(wi * v for wi, v in zip(w, vals)) / sum(w))
     assert got == pytest.approx(expect, abs=1e-6)
-    assert set(r.last_components[0]) == {"alignment", "quality", "coherence"}
+    comps = r.last_call.detail("components")
+    assert set(comps[0]) == {"alignment", "quality", "coherence"}
+    assert comps[0]["alignment"] == pytest.approx(a, abs=1e-6) and comps[0]["quality"] == pytest.approx(q)
     assert "reasonflux.step/weight_quality_mean" in log.metrics
+    # every statistic the reward logged is in its call record, with or without a trainer listening
+    assert r.last_call.metrics and all(log.metrics[k] == [v] for k, v in r.last_call.metrics.items())
+    r.score_steps(PROMPTS, COMPLETIONS)
+    assert r.last_call.metrics["rewardkit/reasonflux.step/judge_calls"] == 4.0
 
 
 def test_embedder_is_thread_safe_and_deduplicates():

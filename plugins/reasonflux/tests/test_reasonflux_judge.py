@@ -227,7 +227,7 @@ def test_trajectory_reward_fraction_correct():
     out = r([q, q, q], ["<think>5 + 9 = 14</think>\\boxed{14}", "14", "15"], solution=["14", "", "14"])
     assert out == [pytest.approx(0.75), None, pytest.approx(0.75)]
     assert "5 + 9 = 14" in writes[0] and q in writes[0]
-    assert r.last_templates[0] == "1. Add the two amounts."
+    assert r.last_call.detail("templates")[0] == "1. Add the two amounts."
     with pytest.raises(Exception, match="solution"):
         r([q], ["x"])
 
@@ -237,7 +237,7 @@ def test_trajectory_reward_end_to_end_over_http(tiny_server):
     r = rewardkit.get_reward("reasonflux.trajectory", judge=backend, n=2, template_max_tokens=8, solve_max_tokens=8)
     out = r(["What is 2 + 2?"], ["<think>2 + 2 = 4</think>\\boxed{4}"], solution=["4"])
     assert out[0] in (0.0, 0.5, 1.0)
-    assert len(r.last_solutions[0]) == 2
+    assert len(r.last_call.detail("solutions")[0]) == 2
 
 
 from hypothesis import given, settings  # noqa: E402

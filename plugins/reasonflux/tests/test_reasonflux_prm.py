@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 from rewardkit_reasonflux import official
-from rewardkit_reasonflux.mixing import OFFICIAL_BETA, grpo_mix, grpo_rewards
+from rewardkit_reasonflux.config import OFFICIAL_BETA, grpo_kwargs, grpo_mix, grpo_rewards
 from rewardkit_reasonflux.prm import DEFAULT_SYSTEM, convert_scalar_checkpoint
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
@@ -223,6 +223,23 @@ def test_grpo_mix_is_eq_12(tiny_prm_path):
     assert scores["math.accuracy"] == [1.0, 0.0]
     with pytest.raises(ValueError, match="beta"):
         grpo_mix(beta=1.5)
+
+
+def test_presets_give_the_weights_of_their_mix(tiny_prm_path):
+    from rewardkit_reasonflux.config import MixPreset, get_preset
+
+    for name in ("paper", "official"):
+        p = get_preset(name)
+        assert p.mode == name and p.beta == OFFICIAL_BETA
+        # the preset's GRPOConfig kwargs weight the preset's own rewards, in their order
+        rs = rewardkit.compose(p.spec(str(tiny_prm_path)))
+        assert grpo_kwargs(name) == rs.grpo_kwargs() == {"reward_weights": [0.25, 0.75]}
+    assert grpo_kwargs(MixPreset(beta=0.5), beta=0.04) == {"reward_weights": [0.5, 0.5], "beta": 0.04}
+    assert get_preset("official", beta=0.6).spec("m") == grpo_mix("m", beta=0.6, mode="official")
+    with pytest.raises(ValueError, match="unknown preset"):
+        grpo_kwargs("released")
+    with pytest.raises(ValueError, match="mode"):
+        get_preset("paper", mode="both")
 
 
 def test_real_grpo_run_with_mixed_reward(tmp_path, tiny_model_path, tiny_prm_path):

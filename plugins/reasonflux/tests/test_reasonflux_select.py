@@ -15,7 +15,7 @@ class BoxedValue(Reward):
     """Test reward: the number inside the last \\boxed{} (prefers larger answers); None without one."""
 
     def score(self, sample):
-        from rewardkit.builtin_rewards import last_boxed
+        from rewardkit import last_boxed
 
         b = last_boxed(sample.text)
         return float(b) if b is not None else None

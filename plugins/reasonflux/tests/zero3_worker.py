@@ -16,8 +16,8 @@ def main() -> int:
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     from rewardkit import get_reward
-    from rewardkit.recipes import end_run
     from rewardkit.testing import tiny_grpo_config, tiny_model_dir
+    from rewardkit.trl import end_run
 
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)

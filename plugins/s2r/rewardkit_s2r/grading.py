@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rewardkit.reward import Sample
+from rewardkit import Sample
 from rewardkit_s2r.parse import last_boxed, normalize_answer
 
 
@@ -51,9 +51,10 @@ class Grader:
         if hit is not None:
             return hit
         if self._lazy_accuracy is None:
-            from rewardkit.builtin_rewards import MathAccuracy
+            from rewardkit import get_reward
 
-            self._lazy_accuracy = MathAccuracy(gold_column="gold", name="s2r.grader")
+            self._lazy_accuracy = get_reward("math.accuracy", gold_column="gold")
+            self._lazy_accuracy.name = "s2r.grader"
         text = f"\\boxed{{{answer}}}"
         value = self._lazy_accuracy.score(Sample(index=0, prompt="", text=text, completion=text,
                                                  completion_ids=None, row={"gold": g}))

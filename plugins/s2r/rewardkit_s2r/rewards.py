@@ -2,9 +2,10 @@
 
 Process rewards (paper §2.3.2): every attempt s_j gets +1 when its boxed answer is correct, else
 −1; every verification v_j gets +1 when its parsed verdict equals the true correctness of s_j,
-else −1. The per-action rewards and their character spans go to ``last_step_scores``; the
-``s2r.process_advantage`` trainer hook turns them into token-level advantages with the reward
-context baselines. Flags reproduce the released code's variants:
+else −1. Each call shares its rows' :class:`ScoredTrajectory` (code mode: ``CodeRollout``) as
+``reward.last_call.detail(SCORED)`` and the per-action rewards with their character spans as
+``last_step_scores``; the ``s2r.process_advantage`` trainer hook turns them into token-level
+advantages with the reward context baselines. Flags reproduce the released code's variants:
 
 * ``bonus=True``: the advantage (R − b) of a retry whose correctness differs from the previous
   attempt, and of a verification of a correct attempt, is doubled (stored as action weights);
@@ -21,141 +22,20 @@ completion ids and a tokenizer (the ``s2r.process_advantage`` hook passes the tr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from rewardkit.reward import Batch, ProcessReward, Reward, RewardInputError, Sample, StepScores
+from rewardkit import Batch, ProcessReward, Reward, RewardInputError, Sample, StepScores
 from rewardkit_s2r.code import CodeRollout, code_rollout
 from rewardkit_s2r.grading import Grader
-from rewardkit_s2r.parse import Markers, S2RTrajectory, get_markers, parse
+from rewardkit_s2r.parse import Markers, get_markers
+from rewardkit_s2r.scoring import ScoredTrajectory, code_metrics, score_trajectory, trajectory_metrics
+
+__all__ = ["MODES", "SCORED", "S2ROutcomeReward", "S2RProcessReward", "ScoredTrajectory", "score_trajectory",
+           "trajectory_metrics"]  # the scoring names stay importable from here
 
 MODES = ("default", "code")
-
-
-@dataclass
-class ScoredTrajectory:
-    """A parsed trajectory with per-action truth, rewards, advantage weights and reward contexts."""
-
-    trajectory: S2RTrajectory
-    correct: list[bool]  # per action: solve -> answer correct; verify -> verdict matches truth
-    rewards: list[float]
-    weights: list[float]
-    contexts: list[str]  # reward context of each action: rewards of the previous actions, "R-1V1..."
-    truncated: bool = False
-    attempt_correct: list[bool] = field(default_factory=list)
-    penalised: int | None = None  # index of the action whose tokens get a flat -1 (truncated response)
-
-    @property
-    def final_correct(self) -> bool:
-        return bool(self.attempt_correct) and self.attempt_correct[-1]
-
-    @property
-    def spans(self) -> list[tuple[int, int]]:
-        return [a.span for a in self.trajectory.actions]
-
-
-def context_token(kind: str, reward: float) -> str:
-    return f"{'R' if kind == 'solve' else 'V'}{reward:g}"
-
-
-def score_trajectory(text: str, gold: Any, grader: Grader, markers: Markers, *, positive: float = 1.0,
-                     negative: float = -1.0, bonus: bool = False, truncated: bool = False,
-                     truncated_penalty: bool = False) -> ScoredTrajectory | None:
-    """Per-action truth, rewards, bonus weights and reward contexts of one trajectory; None when the
-    grader could not decide an attempt (a math-verify timeout): the row is skipped, never scored −1."""
-    traj = parse(text, markers)
-    correct: list[bool] = []
-    attempt_correct: list[bool] = []
-    for a in traj.actions:
-        if a.kind == "solve":
-            ok = grader.correct(a.answer, gold)
-            if ok is None:
-                return None
-            attempt_correct.append(ok)
-            correct.append(ok)
-        else:
-            truth = attempt_correct[-1] if attempt_correct else False
-            correct.append(a.verdict == truth)
-    rewards = [positive if ok else negative for ok in correct]
-    # like the code: the last action of a truncated response, unless the response is one attempt
-    penalised = len(rewards) - 1 if truncated and truncated_penalty and len(rewards) > 1 else None
-    weights = [1.0] * len(rewards)
-    if bonus:
-        j = -1
-        for i, a in enumerate(traj.actions):
-            if a.kind == "solve":
-                j += 1
-                if j > 0 and attempt_correct[j] != attempt_correct[j - 1]:
-                    weights[i] = 2.0
-            elif attempt_correct and attempt_correct[j]:
-                weights[i] = 2.0
-    contexts, prefix = [], ""
-    for a, r in zip(traj.actions, rewards):
-        contexts.append(prefix)
-        prefix += context_token(a.kind, r)
-    return ScoredTrajectory(traj, correct, rewards, weights, contexts, truncated, attempt_correct, penalised)
-
-
-def trajectory_metrics(scored: Sequence[ScoredTrajectory | None]) -> dict[str, float]:
-    """The paper's §E behaviour metrics over a batch (NaN-free: absent ratios are skipped).
-
-    ``verification_accuracy``: verdicts that match the truth; ``error_recall``: wrong attempts
-    judged incorrect; ``correct_precision``: "correct" verdicts on correct attempts;
-    ``incorrect_to_correct`` / ``correct_to_incorrect``: first vs final attempt; ``final_accuracy``;
-    ``avg_attempts``; ``default_verdicts``: verifications whose verdict came from the default rule.
-    """
-    rows = [s for s in scored if isinstance(s, ScoredTrajectory)]
-    out: dict[str, float] = {}
-    if not rows:
-        return out
-    n_ver = n_ver_ok = n_wrong = n_wrong_caught = n_said_ok = n_said_ok_true = n_default = 0
-    i2c = c2i = 0
-    for s in rows:
-        j = -1
-        for a, ok in zip(s.trajectory.actions, s.correct):
-            if a.kind == "solve":
-                j += 1
-                continue
-            truth = s.attempt_correct[j] if j >= 0 else False
-            n_ver += 1
-            n_ver_ok += ok
-            n_default += a.verdict_source == "default"
-            if not truth:
-                n_wrong += 1
-                n_wrong_caught += a.verdict is False
-            if a.verdict:
-                n_said_ok += 1
-                n_said_ok_true += truth
-        if s.attempt_correct:
-            i2c += (not s.attempt_correct[0]) and s.attempt_correct[-1]
-            c2i += s.attempt_correct[0] and not s.attempt_correct[-1]
-    out["final_accuracy"] = sum(s.final_correct for s in rows) / len(rows)
-    out["avg_attempts"] = sum(s.trajectory.num_rounds for s in rows) / len(rows)
-    out["incorrect_to_correct"] = i2c / len(rows)
-    out["correct_to_incorrect"] = c2i / len(rows)
-    if n_ver:
-        out["verification_accuracy"] = n_ver_ok / n_ver
-        out["default_verdicts"] = n_default / n_ver
-    if n_wrong:
-        out["error_recall"] = n_wrong_caught / n_wrong
-    if n_said_ok:
-        out["correct_precision"] = n_said_ok_true / n_said_ok
-    return out
-
-
-def code_metrics(rows: Sequence[CodeRollout | None]) -> dict[str, float]:
-    """Behaviour metrics of code-mode rows: final accuracy, attempts, verification accuracy and the
-    share of rows whose token split failed the code's reconstruction check."""
-    rows = [r for r in rows if isinstance(r, CodeRollout)]
-    if not rows:
-        return {}
-    verifications = [s.reward for r in rows for s in r.actions if s.kind == "verify"]
-    out = {"final_accuracy": sum(r.last_reward > 0 for r in rows) / len(rows),
-           "avg_attempts": sum(len(r.attempt_rewards) for r in rows) / len(rows),
-           "invalid_splits": sum(not r.valid for r in rows) / len(rows)}
-    if verifications:
-        out["verification_accuracy"] = sum(v > 0 for v in verifications) / len(verifications)
-    return out
+# the detail each S²R reward shares per row: its ScoredTrajectory (code mode: CodeRollout), or None
+SCORED = "s2r.scored"
 
 
 class _S2RBase:
@@ -179,7 +59,11 @@ class _S2RBase:
             eos_token_ids = [eos_token_ids]
         self.eos_token_ids = None if eos_token_ids is None else [int(t) for t in eos_token_ids]
         self._marker_ids: tuple[list[int], list[int]] | None = None
-        self.last_details: list[Any] = []
+
+    @property
+    def last_details(self) -> list[Any]:
+        """Each row's scored trajectory in the last call: ``last_call.detail(SCORED)`` (read-only)."""
+        return self.last_call.detail(SCORED)
 
     def _gold(self, batch: Batch) -> list[Any]:
         if self.gold_column not in batch.columns:
@@ -190,20 +74,21 @@ class _S2RBase:
 
     def _score_rows(self, batch: Batch, score_one: Callable[[int, Any], Any],
                     value_of: Callable[[Any], Any]) -> list[Any]:
-        """Score every row that has a gold answer; ``last_details`` stays aligned with the rows
-        (None for a row without gold, with an undecided grade, or that the code cannot split)."""
+        """Score every row that has a gold answer and share the scored rows as ``SCORED`` (None for a
+        row without gold, with an undecided grade, or that the code cannot split)."""
         golds = self._gold(batch)
-        self.last_details = self.each_row(
+        details = self.each_row(
             batch, lambda i: None if golds[i] is None or not str(golds[i]).strip() else score_one(i, golds[i]))
-        return [None if s is None else value_of(s) for s in self.last_details]
+        batch.share(SCORED, details)
+        return [None if s is None else value_of(s) for s in details]
 
-    def _log_behaviour(self, batch: Batch) -> None:
-        log_metric = batch.context.log_metric
-        if log_metric is None or not self.log_behaviour:
+    def log_components(self, batch: Batch) -> None:
+        if not self.log_behaviour:
             return
-        metrics = code_metrics(self.last_details) if self.mode == "code" else trajectory_metrics(self.last_details)
+        details = batch.details.get(SCORED, [])
+        metrics = code_metrics(details) if self.mode == "code" else trajectory_metrics(details)
         for key, value in metrics.items():
-            log_metric(f"s2r/{key}", float(value))
+            batch.log_metric(f"s2r/{key}", float(value))
 
     # -- truncation ------------------------------------------------------------------------------
     def _truncated(self, batch: Batch, i: int, needed: bool) -> bool:
@@ -258,10 +143,7 @@ class _S2RBase:
             raise RewardInputError(f"reward {self.name!r}: answer_column {self.answer_column!r} is not among the "
                                    f"columns {sorted(batch.columns)}")
 
-
-
-
-class S2ROutcome(_S2RBase, Reward):
+class S2ROutcomeReward(_S2RBase, Reward):
     """``+1`` when the trajectory's last attempt is correct, else ``−1`` (paper §2.3.1).
 
     Use it with TRL's RLOOTrainer (leave-one-out baseline, KL in the reward), or GRPOTrainer with
@@ -307,16 +189,13 @@ class S2ROutcome(_S2RBase, Reward):
             return None
         return self.positive if s.final_correct else self.negative
 
-    def log_components(self, batch: Batch) -> None:
-        self._log_behaviour(batch)
 
-
-class S2RProcess(_S2RBase, ProcessReward):
+class S2RProcessReward(_S2RBase, ProcessReward):
     """Per-action rewards of S²R's process-level RL (``kind="process"``).
 
-    ``last_step_scores[i]`` holds the action rewards and spans of row ``i``; ``last_details[i]``
-    the full :class:`ScoredTrajectory` (code mode: :class:`~rewardkit_s2r.code.CodeRollout`) for the
-    advantage hook.
+    ``last_step_scores[i]`` holds the action rewards and spans of row ``i``;
+    ``last_call.detail(SCORED)[i]`` the full :class:`ScoredTrajectory` (code mode:
+    :class:`~rewardkit_s2r.code.CodeRollout`) for the advantage hook.
 
     Args:
         reducer: the scalar TRL sees when no advantage hook is attached (default ``mean``).
@@ -373,13 +252,3 @@ class S2RProcess(_S2RBase, ProcessReward):
                                              truncated_penalty=self.truncated_penalty),
             lambda s: StepScores([self.negative if k == s.penalised else r for k, r in enumerate(s.rewards)],
                                  s.spans))
-
-    def __call__(self, prompts, completions, completion_ids=None, **kwargs):
-        self.last_details = []
-        values = super().__call__(prompts, completions, completion_ids, **kwargs)
-        if len(self.last_details) != len(values):
-            self.last_details = [None] * len(values)
-        return values
-
-    def log_components(self, batch: Batch) -> None:
-        self._log_behaviour(batch)

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rewardkit.trajectory import token_char_ends
-from rewardkit_s2r.advantage import action_token_bounds
+from rewardkit import token_char_ends
+from rewardkit_s2r.advantages import action_token_bounds
 from rewardkit_s2r.parse import SYSTEM_PROMPT, Markers, get_markers, parse
 
 

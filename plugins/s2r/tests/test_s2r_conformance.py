@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import torch
-from rewardkit_s2r.advantage import S2ROutcomeRLOO, S2RProcessAdvantage
 from rewardkit_s2r.code import (
     code_answers_match,
     code_attempt_reward,
@@ -21,7 +20,9 @@ from rewardkit_s2r.code import (
     code_normalize,
     code_verdict,
 )
-from rewardkit_s2r.configs import CODE_OUTCOME_REWARD, CODE_PROCESS_HOOK, CODE_PROCESS_REWARD
+from rewardkit_s2r.config import hook_kwargs, reward_kwargs
+from rewardkit_s2r.hooks import S2ROutcomeRLOOHook, S2RProcessAdvantageHook
+from rewardkit_s2r.rewards import SCORED
 
 from rewardkit import get_reward
 
@@ -93,11 +94,11 @@ PROCESS = load("process_rollout")
 @pytest.mark.parametrize("case", cases("process_rollout"))
 def test_process_rollout_rewards_and_running_baseline(case):
     tok = VocabTokenizer(PROCESS["tokenizer"])
-    reward = get_reward("s2r.process", answer_column="answer", tokenizer=tok, **CODE_PROCESS_REWARD)
-    hook = S2RProcessAdvantage(**CODE_PROCESS_HOOK)
+    reward = get_reward("s2r.process", answer_column="answer", tokenizer=tok, **reward_kwargs("code"))
+    hook = S2RProcessAdvantageHook(**hook_kwargs("code"))
     for rows, expected, table in zip(case["input"]["batches"], case["expected"]["rows"], case["expected"]["tables"]):
         values = call(reward, tok, rows)
-        details = reward.last_details
+        details = reward.last_call.detail(SCORED)
         before = [None if d is None else d.token_values(hook.table.baseline) for d in details]
         pairs = [p for d in details if d is not None for p in zip(d.contexts, d.rewards)]
         adv = hook.compute(details, pairs)
@@ -120,16 +121,16 @@ OUTCOME = load("outcome_rollout")
 @pytest.mark.parametrize("case", [c for c in cases("outcome_rollout") if "ids" in c.values[0]["input"]])
 def test_outcome_reward_is_the_last_attempt_without_marker_merging(case):
     tok = VocabTokenizer(OUTCOME["tokenizer"])
-    reward = get_reward("s2r.outcome", answer_column="answer", tokenizer=tok, **CODE_OUTCOME_REWARD)
+    reward = get_reward("s2r.outcome", answer_column="answer", tokenizer=tok, **reward_kwargs("code"))
     row = case["input"]
     assert call(reward, tok, [row]) == [float(case["expected"]["last_reward"])]
-    assert reward.last_details[0].attempt_rewards == case["expected"]["attempts"]
+    assert reward.last_call.detail(SCORED)[0].attempt_rewards == case["expected"]["attempts"]
 
 
 @pytest.mark.parametrize("case", [c for c in cases("outcome_rollout") if "group_rewards" in c.values[0]["input"]])
 def test_outcome_rloo_advantages(case):
     r = torch.tensor(case["input"]["group_rewards"], dtype=torch.float64)
     # GRPOTrainer(scale_rewards="none") hands the hook r - group mean
-    out = S2ROutcomeRLOO().after_rollout(SimpleNamespace(num_generations=4), [], {"advantages": r - r.mean()})
+    out = S2ROutcomeRLOOHook().after_rollout(SimpleNamespace(num_generations=4), [], {"advantages": r - r.mean()})
     assert out["advantages"].tolist() == pytest.approx(case["expected"]["advantages"], rel=1e-12, abs=1e-12)
     assert (out["advantages"] != 0).double().tolist() == case["expected"]["weights"]

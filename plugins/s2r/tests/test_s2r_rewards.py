@@ -6,11 +6,12 @@ import pickle
 
 import pytest
 from _s2r_group import GOLD, GROUP
-from rewardkit_s2r.advantage import BaselineTable, S2RProcessAdvantage, action_advantages, group_baselines
-from rewardkit_s2r.rewards import trajectory_metrics
+from rewardkit_s2r.advantages import BaselineTable, action_advantages, group_baselines
+from rewardkit_s2r.hooks import S2RProcessAdvantageHook
+from rewardkit_s2r.rewards import SCORED
+from rewardkit_s2r.scoring import trajectory_metrics
 
-from rewardkit import get_reward, list_hooks, list_rewards
-from rewardkit.reward import RewardInputError
+from rewardkit import RewardInputError, get_reward, list_hooks, list_rewards
 
 
 def call(reward, texts=GROUP, gold=GOLD, **kw):
@@ -49,7 +50,7 @@ def test_process_rewards_contexts_and_weights():
     r = get_reward("s2r.process", bonus=True)
     values = call(r)
     assert values == [pytest.approx(0.5), 1.0, -1.0, pytest.approx(-0.5)]  # reducer "mean"
-    d = r.last_details
+    d = r.last_call.detail(SCORED)
     assert [x.rewards for x in d] == [[-1, 1, 1, 1], [1, 1], [-1, -1], [-1, 1, -1, -1]]
     assert [x.contexts for x in d] == [["", "R-1", "R-1V1", "R-1V1R1"], ["", "R1"], ["", "R-1"],
                                        ["", "R-1", "R-1V1", "R-1V1R-1"]]
@@ -64,7 +65,7 @@ def test_process_rewards_contexts_and_weights():
 def test_truncated_penalty_is_a_flat_minus_one_that_leaves_rewards_contexts_and_table_alone():
     r = get_reward("s2r.process", truncated_penalty=True, bonus=True, eos_token_ids=[0])
     call(r, texts=GROUP[:2], gold=GOLD[:2], completion_ids=[[5, 6, 0], [5, 6]])
-    d = r.last_details
+    d = r.last_call.detail(SCORED)
     # the real rewards and contexts stay (t2 = right, confirmed); only its last action is penalised
     assert [x.rewards for x in d] == [[-1, 1, 1, 1], [1, 1]]
     assert [x.contexts for x in d] == [["", "R-1", "R-1V1", "R-1V1R1"], ["", "R1"]]
@@ -89,7 +90,7 @@ def test_trailing_retry_marker_opens_no_attempt_and_keeps_the_verification_non_f
     r = get_reward("s2r.process")
     text = "\\boxed{12}\n\nWait, let me recheck my solution.\n\nHmm.\n\nLet me try again.\n\n"
     call(r, texts=[text], gold=["14"])
-    d = r.last_details[0]
+    d = r.last_call.detail(SCORED)[0]
     assert [a.kind for a in d.trajectory.actions] == ["solve", "verify"]
     # no verdict; followed by a retry -> "incorrect" (like the code), which is right for a wrong attempt
     assert d.trajectory.actions[1].verdict is False and d.rewards == [-1, 1]
@@ -97,50 +98,49 @@ def test_trailing_retry_marker_opens_no_attempt_and_keeps_the_verification_non_f
 
 
 def test_math_verify_timeout_gives_none_not_minus_one(monkeypatch):
-    from rewardkit.builtin_rewards import MathAccuracy
-
+    MathAccuracy = type(get_reward("math.accuracy"))  # what the S2R grader asks beyond an exact match
     monkeypatch.setattr(MathAccuracy, "score", lambda self, sample: None)  # what a timed-out grade returns
     for name in ("s2r.outcome", "s2r.process"):
         r = get_reward(name)
         # "0.5" vs "\\frac{1}{2}" needs math-verify; "\\boxed{14}" is decided by the exact match
         assert call(r, texts=["\\boxed{0.5}", "\\boxed{14}"], gold=["\\frac{1}{2}", "14"]) == [None, 1.0]
-        assert r.last_details[0] is None
+        assert r.last_call.detail(SCORED)[0] is None
 
 
 def test_group_baselines_hand_computed():
     r = get_reward("s2r.process")
     call(r)
-    pairs = [(c, x) for d in r.last_details for c, x in zip(d.contexts, d.rewards)]
+    pairs = [(c, x) for d in r.last_call.detail(SCORED) for c, x in zip(d.contexts, d.rewards)]
     b = group_baselines(pairs)
     assert b == pytest.approx({"": -0.5, "R-1": 1 / 3, "R-1V1": 0.0, "R-1V1R1": 1.0, "R1": 1.0, "R-1V1R-1": -1.0})
-    adv = action_advantages(r.last_details, b)
+    adv = action_advantages(r.last_call.detail(SCORED), b)
     assert adv[0] == pytest.approx([-0.5, 2 / 3, 1.0, 0.0])
     assert adv[1] == pytest.approx([1.5, 0.0])
     assert adv[2] == pytest.approx([-0.5, -4 / 3])
     assert adv[3] == pytest.approx([-0.5, 2 / 3, -1.0, 0.0])
     rb = get_reward("s2r.process", bonus=True)
     call(rb)
-    adv = action_advantages(rb.last_details, b)
+    adv = action_advantages(rb.last_call.detail(SCORED), b)
     assert adv[0] == pytest.approx([-0.5, 2 / 3, 2.0, 0.0]) and adv[1] == pytest.approx([1.5, 0.0])
 
 
 def test_running_baseline_min_count_and_whitelist():
     r = get_reward("s2r.process")
     call(r)
-    pairs = [(c, x) for d in r.last_details for c, x in zip(d.contexts, d.rewards)]
-    hook = S2RProcessAdvantage(baseline="running", min_count=3, max_context_actions=2)
-    first = hook.compute(r.last_details, pairs)  # empty table: every baseline is 0
+    pairs = [(c, x) for d in r.last_call.detail(SCORED) for c, x in zip(d.contexts, d.rewards)]
+    hook = S2RProcessAdvantageHook(baseline="running", min_count=3, max_context_actions=2)
+    first = hook.compute(r.last_call.detail(SCORED), pairs)  # empty table: every baseline is 0
     assert first[0] == pytest.approx([-1, 1, 1, 1])
     # table: "" 4 obs (sum -2), "R-1" 3 obs (sum 1), "R-1V1" 2 obs; 3-action contexts are not tracked
     assert hook.table.counts == {"": 4, "R-1": 3, "R-1V1": 2, "R1": 1}
-    second = hook.compute(r.last_details, pairs)
+    second = hook.compute(r.last_call.detail(SCORED), pairs)
     assert second[0] == pytest.approx([-1 + 0.5, 1 - 1 / 3, 1 - 0.0, 1 - 0.0])
     assert second[2] == pytest.approx([-0.5, -4 / 3])
     assert hook.table.counts[""] == 8 and hook.rollouts == 2
-    third = hook.compute(r.last_details, pairs)  # "R-1V1" now has 4 >= 3 observations: mean 0
+    third = hook.compute(r.last_call.detail(SCORED), pairs)  # "R-1V1" now has 4 >= 3 observations: mean 0
     assert third[0][2] == pytest.approx(1.0)
     # the state round-trips
-    fresh = S2RProcessAdvantage(baseline="running", min_count=3, max_context_actions=2)
+    fresh = S2RProcessAdvantageHook(baseline="running", min_count=3, max_context_actions=2)
     fresh.load_state_dict(pickle.loads(pickle.dumps(hook.state_dict())))
     assert fresh.table == hook.table and fresh.rollouts == 3
 
@@ -191,13 +191,13 @@ def test_code_mode_needs_token_ids_and_a_tokenizer_and_matching_hook():
     with pytest.raises(ValueError, match="mode must be"):
         get_reward("s2r.process", mode="official")
     with pytest.raises(ValueError, match="context_keys"):
-        S2RProcessAdvantage(context_keys="paper")
+        S2RProcessAdvantageHook(context_keys="paper")
 
 
 def test_code_context_whitelist():
     from rewardkit_s2r.code import CODE_CONTEXT_KEYS
 
-    hook = S2RProcessAdvantage(baseline="running", context_keys="code", min_count=1)
+    hook = S2RProcessAdvantageHook(baseline="running", context_keys="code", min_count=1)
     assert len(CODE_CONTEXT_KEYS) == 164 and "R-1V1R-1V1R-1V1R-1V1R-1V1R-1V1R-1V1R-1" in CODE_CONTEXT_KEYS
     hook.table.update([("", 1.0), ("R1V1", 1.0), ("R1V1R-1V-1R1", 1.0), ("R-1V1", -1.0)])
     # R1V1R-1V-1R1 is not in the released whitelist (R1V1R-1V1R1 is): never tracked, baseline 0
@@ -214,7 +214,7 @@ def test_code_split_action_weighting_gives_every_piece_the_same_weight():
     assert r.valid and [s.kind for s in r.segments] == ["solve", "marker", "verify", "marker", "solve", "marker",
                                                          "verify"]
     values = r.token_values(lambda c: 0.0)
-    hook = S2RProcessAdvantage(split="code", weighting="action")
+    hook = S2RProcessAdvantageHook(split="code", weighting="action")
     row = hook._code_row(r, values, len(ids))
     # pieces: attempt (2 tokens), verification (3), attempt (4), verification (1), markers (2+1+2)
     n, parts = len(ids), 5

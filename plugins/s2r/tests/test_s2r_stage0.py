@@ -139,3 +139,35 @@ def test_cli_subcommand(servers, tmp_path):
     assert [r["question"] for r in recs] == ["Q0: 5 + 9?", "Q1: 4 + 6?", "Q2: 4 * 2?"]
     assert main(["s2r-data", "--data", str(data), "--question-column", "nope", "--policy", policy_url,
                  "--judge", "scripted-arithmetic", "-o", str(out)]) == 2
+
+
+def test_evaluate_policy_scores_greedy_trajectories_from_a_served_policy():
+    from rewardkit_s2r.evaluation import evaluate_policy
+    from rewardkit_s2r.parse import format_trajectory
+
+    C, W = "Therefore, the answer is correct.", "Therefore, the answer is incorrect."
+    answers = {  # wrong then fixed and verified; right, wrongly doubted then kept; never verified
+        "Q0: 5 + 9?": format_trajectory(["\\boxed{13}", "\\boxed{14}"], [W, C]),
+        "Q1: 4 + 6?": format_trajectory(["\\boxed{10}"], [W]),
+        "Q2: 4 * 2?": "\\boxed{9}",
+    }
+    seen = []
+
+    def greedy(messages, n, temperature, top_p, max_tokens):
+        seen.append((temperature, max_tokens, messages[0]["role"]))
+        return [answers[messages[-1]["content"]]] * n
+
+    server, url = serve(greedy)
+    try:
+        metrics, texts = evaluate_policy(OpenAIBackend(url), ROWS[:3], max_new_tokens=32)
+    finally:
+        server.stop()
+    assert texts == [answers[r["question"]] for r in ROWS[:3]]
+    assert seen == [(0.0, 32, "system")] * 3  # greedy, the length asked for, the S2R system prompt
+    assert metrics["final_accuracy"] == pytest.approx(2 / 3)  # Q0 and Q1 end right (Q1 despite its doubt)
+    assert metrics["incorrect_to_correct"] == pytest.approx(1 / 3)
+    assert metrics["verification_accuracy"] == pytest.approx(2 / 3)  # Q0: W right, C right; Q1: W wrong
+    assert metrics["any_verification"] == pytest.approx(2 / 3)
+    assert metrics["avg_attempts"] == pytest.approx(4 / 3)
+    with pytest.raises(ValueError, match="at least one row"):
+        evaluate_policy(OpenAIBackend(url), [])

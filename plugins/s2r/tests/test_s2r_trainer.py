@@ -7,8 +7,9 @@ import os
 import pytest
 import torch
 from _s2r_group import GROUP, C
-from rewardkit_s2r.advantage import S2RProcessAdvantage
+from rewardkit_s2r.hooks import S2RProcessAdvantageHook
 from rewardkit_s2r.parse import format_trajectory
+from rewardkit_s2r.rewards import SCORED
 
 from rewardkit import get_hook, get_reward
 from rewardkit.testing import tiny_grpo_config, tiny_prompt_dataset
@@ -55,7 +56,7 @@ def test_token_advantages_follow_actions(trainer_and_hook):
     adv = hook.after_rollout(trainer, [], dict(out))["advantages"]
     assert adv.shape == out["completion_ids"].shape
     assert hook.rollouts == 0 and hook.table.counts == {}  # evaluation rollouts never enter the table
-    details = trainer.reward_funcs[0].last_details
+    details = trainer.reward_funcs[0].last_call.detail(SCORED)
     for i, (d, row_ids) in enumerate(zip(details, ids)):
         values = adv[i].tolist()
         assert all(v == 0.0 for v in values[len(row_ids):])  # padding
@@ -75,7 +76,7 @@ def test_marker_zero_action_weighting_and_token_id_split(trainer_and_hook):
     trainer, _ = trainer_and_hook
     tok = trainer.processing_class
     out, ids = rollout(trainer, GROUP)
-    zero = S2RProcessAdvantage(markers="zero")
+    zero = S2RProcessAdvantageHook(markers="zero")
     zero.setup(trainer)
     adv = zero.after_rollout(trainer, [], dict(out))["advantages"][0].tolist()
     text = GROUP[0]
@@ -85,7 +86,7 @@ def test_marker_zero_action_weighting_and_token_id_split(trainer_and_hook):
     assert adv[len(marker_ids):len(marker_ids) + n_marker] == [0.0] * n_marker
     assert adv[len(marker_ids) + n_marker] == pytest.approx(2 / 3)
 
-    per_action = S2RProcessAdvantage(weighting="action")
+    per_action = S2RProcessAdvantageHook(weighting="action")
     per_action.setup(trainer)
     adv = per_action.after_rollout(trainer, [], dict(out))["advantages"]
     for i, row in enumerate(ids):
@@ -94,12 +95,13 @@ def test_marker_zero_action_weighting_and_token_id_split(trainer_and_hook):
         n_act = len(EXPECTED[i])
         assert total == pytest.approx(sum(EXPECTED[i]) * len(row) / n_act, rel=1e-5)
 
-    by_ids = S2RProcessAdvantage(split="token_ids")
+    by_ids = LoggedHook(split="token_ids")
     by_ids.setup(trainer)
     stray = format_trajectory(["5 + 9 = 13. Wait, no: 14. \\boxed{14}"], [C])
     out2, ids2 = rollout(trainer, [*GROUP, stray])
     adv = by_ids.after_rollout(trainer, [], dict(out2))["advantages"]
-    assert by_ids.last_stats["split_failures"] == 1.0
+    assert by_ids.logged[-1]["s2r.process_advantage/split_failures"] == 1.0
+    assert by_ids.logged[-1]["s2r.process_advantage/rows"] == 5.0
     assert adv[4].abs().sum().item() == 0.0
     row = adv[1].tolist()
     wait = tok.encode("Wait,", add_special_tokens=False)
@@ -109,10 +111,18 @@ def test_marker_zero_action_weighting_and_token_id_split(trainer_and_hook):
 
 
 def test_hook_rejects_rlo_trainer_and_missing_reward(tmp_path, tiny_model_path):
-    with pytest.raises(ValueError, match="exactly one s2r.process"):
+    with pytest.raises(ValueError, match="s2r.process_advantage needs exactly 1 S2RProcessReward"):
         grpo(tmp_path, tiny_model_path, [get_hook("s2r.process_advantage")], [get_reward("s2r.outcome")])
     with pytest.raises(ValueError, match="scale_rewards"):
         grpo(tmp_path, tiny_model_path, [get_hook("s2r.outcome_rloo")], [get_reward("s2r.outcome")])
+
+
+class LoggedHook(S2RProcessAdvantageHook):
+    """The hook with its logged statistics kept for the test (it logs only through ``log_metrics``)."""
+
+    def log_metrics(self, trainer, values):
+        self.__dict__.setdefault("logged", []).append(dict(values))
+        super().log_metrics(trainer, values)
 
 
 class Spy(TrainerHook):
@@ -128,13 +138,18 @@ class Spy(TrainerHook):
 
 def test_grpo_training_checkpoints_and_resumes_the_baseline_table(tmp_path, tiny_model_path):
     out = tmp_path / "run"
-    hook = S2RProcessAdvantage(baseline="running", min_count=1)
+    hook = S2RProcessAdvantageHook(baseline="running", min_count=1)
     spy = Spy()
     trainer = grpo(out, tiny_model_path, [hook, spy], [get_reward("s2r.process", truncated_penalty=True)],
                    max_steps=2, save_strategy="steps", save_steps=1)
     trainer.train()
     assert hook.rollouts == 2 and len(spy.advantages) == 2
     assert spy.advantages[0].dim() == 2
+    # the hook's statistics reach the trainer's log lines (one per step here)
+    logged = [h for h in trainer.state.log_history if "s2r.process_advantage/rows" in h]
+    assert len(logged) == 2 and all(h["s2r.process_advantage/rows"] == 4.0 for h in logged)
+    assert all(h["s2r.process_advantage/split_failures"] == 0.0 and h["s2r.process_advantage/contexts"] >= 1
+               for h in logged)
     n_per_rollout = 4  # 4 completions, each at least one action with context ""
     assert hook.table.counts[""] == 2 * n_per_rollout
     saved = read_hook_state(os.path.join(out, "checkpoint-1"))
@@ -144,7 +159,7 @@ def test_grpo_training_checkpoints_and_resumes_the_baseline_table(tmp_path, tiny
     first_mean = saved["s2r.process_advantage"]["table"]["sums"][""] / n_per_rollout
     assert first_mean == -1.0  # a random tiny model never answers 14-type questions correctly
 
-    resumed_hook = S2RProcessAdvantage(baseline="running", min_count=1)
+    resumed_hook = S2RProcessAdvantageHook(baseline="running", min_count=1)
     resumed = grpo(out, tiny_model_path, [resumed_hook], [get_reward("s2r.process", truncated_penalty=True)],
                    max_steps=2, save_strategy="no")
     resumed.train(resume_from_checkpoint=str(out / "checkpoint-1"))
@@ -153,10 +168,10 @@ def test_grpo_training_checkpoints_and_resumes_the_baseline_table(tmp_path, tiny
 
 
 def test_rloo_trainer_with_outcome_reward(tmp_path, tiny_model_path):
-    from rewardkit_s2r.configs import PAPER_RLOO_OUTCOME
+    from rewardkit_s2r.config import rloo_kwargs
     from trl import RLOOConfig, RLOOTrainer
 
-    cfg = dict(PAPER_RLOO_OUTCOME, learning_rate=1e-4, warmup_steps=0)
+    cfg = rloo_kwargs("paper", learning_rate=1e-4, warmup_steps=0)
     args = RLOOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", max_steps=2,
                       logging_steps=1, save_strategy="no", per_device_train_batch_size=4,
                       max_completion_length=16, gradient_checkpointing=False, seed=0, disable_tqdm=True, **cfg)
@@ -204,10 +219,10 @@ def test_baseline_table_is_gathered_across_two_processes(tmp_path):
 
 def test_code_mode_on_grpo_trainer_gives_the_code_token_rewards(tmp_path, tiny_model_path):
     from rewardkit_s2r.code import CODE_CONTEXT_KEYS, code_rollout
-    from rewardkit_s2r.configs import CODE_PROCESS_HOOK, CODE_PROCESS_REWARD
+    from rewardkit_s2r.config import hook_kwargs, reward_kwargs
 
-    reward = get_reward("s2r.process", **CODE_PROCESS_REWARD)
-    hook = get_hook("s2r.process_advantage", **dict(CODE_PROCESS_HOOK, weighting="token"))
+    reward = get_reward("s2r.process", **reward_kwargs("code"))
+    hook = get_hook("s2r.process_advantage", **hook_kwargs("code", weighting="token"))
     trainer = grpo(tmp_path, tiny_model_path, [hook], [reward])
     hook.setup(trainer)  # hands the trainer's tokenizer and EOS to the reward
     tok = trainer.processing_class
@@ -217,7 +232,7 @@ def test_code_mode_on_grpo_trainer_gives_the_code_token_rewards(tmp_path, tiny_m
     adv = hook.after_rollout(trainer, [], dict(out))["advantages"]
     verify = tok.encode("Wait,", add_special_tokens=False)
     retry = tok.encode("Let me try again.\n\n", add_special_tokens=False)
-    for i, (d, row) in enumerate(zip(reward.last_details, ids)):
+    for i, (d, row) in enumerate(zip(reward.last_call.detail(SCORED), ids)):
         ref = code_rollout(row, truncated=False, solution="14", answer="14", decode=tok.decode,
                            eos_id=tok.eos_token_id, verify_ids=verify, retry_ids=retry)
         assert (d.rewards, d.contexts, d.valid) == (ref.rewards, ref.contexts, ref.valid)
@@ -227,5 +242,6 @@ def test_code_mode_on_grpo_trainer_gives_the_code_token_rewards(tmp_path, tiny_m
     # the code cuts the id string at the EOS id's digits: this tokenizer's EOS is 0, so every row ends
     # at its first id containing a 0 (token 320, " 9", in row 0), as the released trainer would
     first = next(k for k, t in enumerate(ids[0]) if "0" in str(t))
-    assert reward.last_details[0].segments[0].tokens == ids[0][:first] + [int(str(ids[0][first]).split("0")[0])]
+    first_piece = reward.last_call.detail(SCORED)[0].segments[0].tokens
+    assert first_piece == ids[0][:first] + [int(str(ids[0][first]).split("0")[0])]
     assert hook.table.counts[""] == len(texts) and set(hook.table.counts) <= CODE_CONTEXT_KEYS

@@ -1,4 +1,5 @@
-"""S²R advantages as rewardkit trainer hooks.
+"""S²R's trainer hooks: ``s2r.process_advantage`` and ``s2r.outcome_rloo`` (the arithmetic lives in
+:mod:`rewardkit_s2r.advantages`).
 
 ``s2r.process_advantage`` (paper §2.3.2, Eq. 4–5): every action a_t (attempt or verification)
 gets ``A(a_t) = w_t · (R(a_t) − b(c_t))`` on all its tokens, where the *reward context* ``c_t`` is
@@ -30,120 +31,26 @@ that factor, so GRPOTrainer reproduces S²R's outcome-level RLOO advantage.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from typing import Any
 
-from rewardkit.trajectory import step_token_ends, token_char_ends
+from rewardkit import token_char_ends
 from rewardkit.trl import TrainerHook
+from rewardkit_s2r.advantages import (
+    BaselineTable,
+    action_advantages,
+    action_token_bounds,
+    code_token_values,
+    group_baselines,
+    tokens_in,
+)
 from rewardkit_s2r.code import CODE_CONTEXT_KEYS, CodeRollout
 from rewardkit_s2r.parse import split_token_ids
-from rewardkit_s2r.rewards import S2RProcess, ScoredTrajectory
+from rewardkit_s2r.rewards import SCORED, S2RProcessReward
+from rewardkit_s2r.scoring import ScoredTrajectory
 
 
-class BaselineTable:
-    """Per reward-context running sums and counts (synchronised by construction: every rank
-    updates it with the same gathered pairs)."""
-
-    def __init__(self, min_count: int = 10, max_context_actions: int | None = 8,
-                 keys: frozenset[str] | None = None) -> None:
-        self.min_count = int(min_count)
-        self.max_context_actions = max_context_actions
-        self.keys = keys  # when set, exactly these contexts are tracked
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-
-    @staticmethod
-    def context_length(ctx: str) -> int:
-        return ctx.count("R") + ctx.count("V")
-
-    def tracked(self, ctx: str) -> bool:
-        if self.keys is not None:
-            return ctx in self.keys
-        return self.max_context_actions is None or self.context_length(ctx) <= self.max_context_actions
-
-    def baseline(self, ctx: str) -> float:
-        n = self.counts.get(ctx, 0)
-        if n < max(self.min_count, 1) or not self.tracked(ctx):
-            return 0.0
-        return self.sums[ctx] / n
-
-    def update(self, pairs: Sequence[tuple[str, float]]) -> None:
-        for ctx, r in pairs:
-            if not self.tracked(ctx):
-                continue
-            self.sums[ctx] = self.sums.get(ctx, 0.0) + float(r)
-            self.counts[ctx] = self.counts.get(ctx, 0) + 1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"sums": dict(self.sums), "counts": dict(self.counts), "min_count": self.min_count,
-                "max_context_actions": self.max_context_actions}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sums = {str(k): float(v) for k, v in state["sums"].items()}
-        self.counts = {str(k): int(v) for k, v in state["counts"].items()}
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, BaselineTable) and self.sums == other.sums and self.counts == other.counts
-
-
-def group_baselines(pairs: Sequence[tuple[str, float]]) -> dict[str, float]:
-    """Paper Eq. 4: mean reward of the batch's actions per reward context."""
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for ctx, r in pairs:
-        sums[ctx] = sums.get(ctx, 0.0) + float(r)
-        counts[ctx] = counts.get(ctx, 0) + 1
-    return {c: sums[c] / counts[c] for c in sums}
-
-
-def action_advantages(details: Sequence[ScoredTrajectory | None], baselines: Any) -> list[list[float] | None]:
-    """``w · (R − b(context))`` per action, −1 for a penalised action (truncated response);
-    ``baselines`` maps a context to b (a dict or callable)."""
-    get = baselines if callable(baselines) else (lambda c: baselines.get(c, 0.0))
-    out: list[list[float] | None] = []
-    for s in details:
-        if s is None:
-            out.append(None)
-            continue
-        out.append([-1.0 if k == s.penalised else w * (r - get(c))
-                    for k, (r, w, c) in enumerate(zip(s.rewards, s.weights, s.contexts))])
-    return out
-
-
-def code_token_values(rollouts: Sequence[CodeRollout | None], baseline: Any) -> list[list[float] | None]:
-    """The released trainer's per-token rewards of each row (None for rows without a rollout, all 0
-    for a row that fails the reconstruction check); ``baseline`` maps a context to b."""
-    return [None if r is None else (r.token_values(baseline) if r.valid else [0.0] * len(r.token_values(baseline)))
-            for r in rollouts]
-
-
-def action_token_bounds(spans: Sequence[tuple[int, int]], char_ends: Sequence[int], n_tokens: int) -> list[tuple[int, int]]:
-    """Token range ``[lo, hi)`` of each action, with the core's span→token rule
-    (:func:`rewardkit.trajectory.step_token_ends`: an action ends on the token holding its last
-    character). Zero-width spans (an empty first attempt) get no tokens; tokens after the text
-    (EOS and other special tokens) belong to the last action.
-    """
-    ends = step_token_ends(spans, char_ends)
-    bounds = []
-    prev = 0
-    for k, ((start, end), stop) in enumerate(zip(spans, ends)):
-        if k == len(spans) - 1:
-            stop = n_tokens
-        elif end <= start:
-            stop = prev
-        stop = max(prev, min(stop, n_tokens))
-        bounds.append((prev, stop))
-        prev = stop
-    return bounds
-
-
-def _tokens_in(char_ends: Sequence[int], lo_char: int, hi_char: int) -> tuple[int, int]:
-    """Tokens whose last character lies in ``[lo_char, hi_char)``."""
-    return bisect.bisect_right(char_ends, lo_char), bisect.bisect_right(char_ends, hi_char)
-
-
-class S2RProcessAdvantage(TrainerHook):
+class S2RProcessAdvantageHook(TrainerHook):
     """Token-level advantages of S²R's process-level RL from the ``s2r.process`` reward.
 
     Args:
@@ -157,14 +64,18 @@ class S2RProcessAdvantage(TrainerHook):
             table (replaces ``max_context_actions``); a collection of strings tracks those.
         split: ``"text"`` (parse the text, map spans to tokens; default), ``"token_ids"`` (the
             text parse's rewards placed on the segments of the marker-id split; a row where the two
-            splits disagree gets advantage 0, counted in ``last_stats["split_failures"]``), or
+            splits disagree gets advantage 0, logged as ``s2r.process_advantage/split_failures``), or
             ``"code"`` (the released trainer's token rewards from an ``s2r.process`` reward in
             ``mode="code"``; a row failing the code's token reconstruction check gets 0, counted).
         weighting: ``"token"`` (every token carries its action's advantage) or ``"action"``
             (tokens scaled by ``L / (n_actions · |action|)``; with ``loss_type="grpo"`` each action
             then weighs the same in a sequence, as in the code's mean over segments).
         reward: the name of the ``s2r.process`` reward among the trainer's reward functions
-            (default: the only S2RProcess instance).
+            (default: the only ``s2r.process`` reward).
+
+    Logged per rollout (``trainer.state.log_history``): ``s2r.process_advantage/rows``,
+    ``/split_failures`` (rows given advantage 0), ``/contexts`` (distinct reward contexts of the
+    gathered batch) and ``/mean_abs_action_advantage``.
     """
 
     name = "s2r.process_advantage"
@@ -193,21 +104,13 @@ class S2RProcessAdvantage(TrainerHook):
             keys = None if context_keys is None else frozenset(context_keys)
         self.table = BaselineTable(min_count, max_context_actions, keys)
         self.rollouts = 0
-        self.last_stats: dict[str, float] = {}
-        self.last_baselines: dict[str, float] = {}
-        self._reward: S2RProcess | None = None
+        self._reward: S2RProcessReward | None = None
         self._tokenizer: Any = None
 
     # -- wiring --------------------------------------------------------------------------------
     def setup(self, trainer: Any) -> None:
-        found = [f for f in getattr(trainer, "reward_funcs", []) if isinstance(f, S2RProcess)
-                 and (self.reward_name is None or f.name == self.reward_name)]
-        if len(found) != 1:
-            names = [getattr(f, "__name__", type(f).__name__) for f in getattr(trainer, "reward_funcs", [])]
-            raise ValueError(f"{self.name} needs exactly one s2r.process reward among the trainer's reward "
-                             f"functions{'' if self.reward_name is None else f' named {self.reward_name!r}'}; "
-                             f"found {len(found)} in {names}")
-        self._reward = found[0]
+        names = None if self.reward_name is None else [self.reward_name]
+        (self._reward,) = self.find_rewards(trainer, S2RProcessReward, names=names, count=1)
         if (self.split == "code") != (self._reward.mode == "code"):
             raise ValueError(f"{self.name}: split='code' goes with the s2r.process reward in mode='code' (and only "
                              f"with it); got split={self.split!r} and mode={self._reward.mode!r}")
@@ -217,7 +120,7 @@ class S2RProcessAdvantage(TrainerHook):
             RLOOTrainer = ()
         if isinstance(trainer, RLOOTrainer):
             raise ValueError(f"{self.name} produces per-token advantages, which RLOOTrainer's sequence-level loss "
-                             "cannot take; use GRPOTrainer (settings: rewardkit_s2r.configs.PAPER_GRPO_PROCESS)")
+                             "cannot take; use GRPOTrainer (settings: rewardkit_s2r.config.grpo_kwargs())")
         if self._reward.eos_token_ids is None:
             self._reward.eos_token_ids = [int(t) for t in getattr(trainer, "eos_token_ids", None)
                                           or [trainer.processing_class.eos_token_id]]
@@ -235,6 +138,13 @@ class S2RProcessAdvantage(TrainerHook):
         return [tuple(p) for chunk in gather_object([pairs]) for p in chunk]
 
     # -- baselines -----------------------------------------------------------------------------
+    def baselines(self, all_pairs: Sequence[tuple[str, float]]) -> dict[str, float]:
+        """b(context) of every context in the batch's (gathered) pairs, as :meth:`compute` uses them
+        (running baseline: the table before this batch is added)."""
+        if self.baseline == "group":
+            return group_baselines(all_pairs)
+        return {c: self.table.baseline(c) for c, _ in all_pairs}
+
     def compute(self, details: Sequence[Any], all_pairs: Sequence[tuple[str, float]], *,
                 update: bool = True) -> list[list[float] | None]:
         """Per-action advantages of the local rows (``split="code"``: the code's per-token values)
@@ -242,10 +152,8 @@ class S2RProcessAdvantage(TrainerHook):
         ``update=False`` (evaluation rollouts)."""
         if self.baseline == "group":
             baselines = group_baselines(all_pairs)
-            self.last_baselines = baselines
             get: Any = lambda c: baselines.get(c, 0.0)  # noqa: E731
         else:
-            self.last_baselines = {c: self.table.baseline(c) for c, _ in all_pairs}
             get = self.table.baseline
         adv = code_token_values(details, get) if self.split == "code" else action_advantages(details, get)
         if update:
@@ -259,7 +167,7 @@ class S2RProcessAdvantage(TrainerHook):
 
         if self._reward is None:
             self.setup(trainer)
-        details = list(self._reward.last_details)
+        details = self._reward.last_call.detail(SCORED)
         completion_ids = output["completion_ids"]
         mask = output["completion_mask"]
         B, T = completion_ids.shape
@@ -286,10 +194,12 @@ class S2RProcessAdvantage(TrainerHook):
                 continue
             adv[i, :n] = torch.tensor(row, dtype=torch.float32, device=adv.device)
         output["advantages"] = adv
-        self.last_stats = {"rows": float(B), "split_failures": float(failures),
-                           "contexts": float(len(self.last_baselines)),
-                           "mean_abs_action_advantage": (sum(abs(x) for a in adv_actions if a for x in a)
-                                                         / max(1, sum(len(a) for a in adv_actions if a)))}
+        self.log_metrics(trainer, {
+            f"{self.name}/rows": float(B),
+            f"{self.name}/split_failures": float(failures),
+            f"{self.name}/contexts": float(len({c for c, _ in all_pairs})),
+            f"{self.name}/mean_abs_action_advantage": (sum(abs(x) for a in adv_actions if a for x in a)
+                                                       / max(1, sum(len(a) for a in adv_actions if a)))})
         return output
 
     def _code_row(self, r: CodeRollout, token_values: list[float], n: int) -> list[float] | None:
@@ -338,7 +248,7 @@ class S2RProcessAdvantage(TrainerHook):
             bounds = action_token_bounds([a.span for a in actions], char_ends, n)
             pairs = list(enumerate(bounds))
             if self.markers == "zero":
-                marker_tokens = [_tokens_in(char_ends, a.start, a.body_start) for a in actions]
+                marker_tokens = [tokens_in(char_ends, a.start, a.body_start) for a in actions]
         used = [(k, lo, hi) for k, (lo, hi) in pairs if hi > lo]
         n_actions = len(used)
         for k, lo, hi in used:
@@ -360,7 +270,7 @@ class S2RProcessAdvantage(TrainerHook):
         self.rollouts = int(state.get("rollouts", 0))
 
 
-class S2ROutcomeRLOO(TrainerHook):
+class S2ROutcomeRLOOHook(TrainerHook):
     """Turn GRPOTrainer's centred advantages (``scale_rewards="none"``) into RLOO's leave-one-out
     advantages: ``A = M/(M−1) · (r − mean_group(r)) = r − mean of the other M−1 rewards``."""
 
