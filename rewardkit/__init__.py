@@ -24,7 +24,15 @@ from rewardkit.reward import (
     completion_text,
     message_text,
 )
-from rewardkit.trajectory import Splitter, Step, split_steps, split_thinking, step_token_ends, token_char_ends
+from rewardkit.trajectory import (
+    Splitter,
+    Step,
+    split_steps,
+    split_thinking,
+    step_token_ends,
+    strip_span,
+    token_char_ends,
+)
 
 # imported on first use (``import rewardkit`` stays light: no torch, no HTTP stack)
 _LAZY = {
@@ -73,5 +81,6 @@ __all__ = [
     "split_steps",
     "split_thinking",
     "step_token_ends",
+    "strip_span",
     "token_char_ends",
 ]
