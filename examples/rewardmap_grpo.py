@@ -8,9 +8,9 @@ It generates synthetic metro maps with ReasonMap / ReasonMap-Plus questions
 ``rewardmap.curriculum`` hook (true/false -> line counting -> stop counting -> route planning), and
 trains with TRL's GRPOTrainer on the type-dispatched RewardMap reward. With the default embedded
 tiny model it first warm-starts it with a short SFT on gold answers (so the answers have the right
-shape), and the map is given as text in the prompt. ``--model <a VLM id>`` together with
-``data.images: true`` renders each map to a PNG in an ``images`` column instead, the input TRL gives
-vision-language models.
+shape), and the map is given as text in the prompt. ``--vlm`` trains the offline tiny Qwen2.5-VL on rendered
+maps instead (each map a PNG in an ``images`` column, the input TRL gives vision-language models,
+and no map text in the prompt); ``--vlm Qwen/Qwen2.5-VL-3B-Instruct`` (or a path) trains that VLM.
 
 Outputs in ``output_dir``: ``metrics.jsonl`` (one line per logged step, with ``curriculum/stage``),
 ``stages.json`` (the reward curve summarised per stage) and ``reward_by_stage.png``.
@@ -104,20 +104,23 @@ def main() -> None:
 
     cfg = load_example_config("examples/configs/rewardmap_grpo.yaml", description=__doc__,
                               aliases={"max_steps": "grpo.max_steps", "warmstart_steps": "warmstart.steps",
-                                       "images": "data.images"})
+                                       "images": "data.images", "vlm": "vlm"})
     state, use_cpu = launch_state(cfg.get("grpo", {}).get("use_cpu"))
     out = Path(cfg.get("output_dir", "runs/rewardmap_grpo"))
     out.mkdir(parents=True, exist_ok=True)
     seed = cfg.get("seed", 0)
 
     data_cfg = dict(cfg.get("data", {}))
+    vlm = cfg.get("vlm")  # true: the tiny VLM; a string: a VLM id or path
+    if vlm:
+        data_cfg.update(images=True, image_size=data_cfg.get("image_size", 224))
     rows = make_dataset(seed=seed, as_list=True, **data_cfg)
     from datasets import Dataset
 
     train = Dataset.from_list(rows)
 
-    model, tiny = resolve_model(cfg.get("model"), state, seed=seed)
-    if cfg.get("warmstart", {}).get("steps", 80 if tiny else 0) > 0:
+    model, tiny = (None, False) if vlm else resolve_model(cfg.get("model"), state, seed=seed)
+    if not vlm and cfg.get("warmstart", {}).get("steps", 80 if tiny else 0) > 0:
         model = warm_start(model, rows, cfg, out, state, use_cpu)
 
     reward_cfg = dict(cfg.get("reward", {}))
@@ -127,9 +130,17 @@ def main() -> None:
     grpo.setdefault("bf16", False)
     grpo["use_cpu"] = use_cpu
     config = GRPOConfig(output_dir=str(out), report_to="none", seed=seed, **grpo)
-    trainer = build_trainer(GRPOTrainer, hooks=[hook], model=model, reward_funcs=[reward], args=config,
-                            train_dataset=train)
+    if vlm:
+        from rewardkit_rewardmap.vision import vlm_trainer
+
+        trainer, probe = vlm_trainer("tiny" if vlm is True else str(vlm), train, config, state=state,
+                                     rewards=[reward], hook=hook)
+    else:
+        trainer = build_trainer(GRPOTrainer, hooks=[hook], model=model, reward_funcs=[reward], args=config,
+                                train_dataset=train)
     trainer.train()
+    if vlm and state.is_main_process:
+        print(f"vision tower: {probe.calls} forward calls, {probe.patches} patch rows encoded")
 
     if state.is_main_process:
         history = reward_history(trainer.state.log_history)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rewardkit.answer_check import TIMEOUT, CheckFailed, Job, check_jobs, last_boxed, prepare, read_gold
@@ -109,14 +110,12 @@ class ThinkFormat(Reward):
     empty_value = 0.0
 
     def score_batch(self, batch: Batch) -> list[float | None]:
-        from trl.rewards import think_format_reward
+        # TRL's pattern and flags, copied so the core does not need TRL (test_core_without_trl checks
+        # the two agree); TRL reads completion[0]["content"], which is our extracted text
+        return [1.0 if _THINK_FORMAT.match(t) else 0.0 for t in batch.texts]
 
-        # TRL's function reads completion[0]["content"]: hand it the message lists themselves when
-        # they are single assistant messages holding our texts, else wrap our extracted texts
-        completions = batch.completions
-        if not batch.single_messages:
-            completions = [[{"content": t}] for t in batch.texts]
-        return think_format_reward(completions)
+
+_THINK_FORMAT = re.compile(r"^<think>(?!.*<think>)(.*?)</think>.*$", re.DOTALL | re.MULTILINE)
 
 
 class OverlongPenalty(Reward):
@@ -131,13 +130,21 @@ class OverlongPenalty(Reward):
         self.soft_punish_cache = soft_punish_cache
 
     def score_batch(self, batch: Batch) -> list[float | None]:
-        from trl.rewards import get_soft_overlong_punishment
-
         if batch.completion_ids is None:
             raise RewardInputError(f"reward {self.name!r} counts tokens and needs completion_ids "
                                    "(TRL passes them; pass them when calling it directly)")
-        fn = get_soft_overlong_punishment(self.max_completion_len, self.soft_punish_cache)
-        return fn(completion_ids=batch.completion_ids)
+        return [soft_overlong_punishment(len(ids), self.max_completion_len, self.soft_punish_cache)
+                for ids in batch.completion_ids]
+
+
+def soft_overlong_punishment(length: int, max_completion_len: int, soft_punish_cache: int) -> float:
+    """TRL's ``get_soft_overlong_punishment`` for one completion (DAPO Eq. 13), same arithmetic, so the
+    core does not need TRL (test_core_without_trl checks the two agree)."""
+    if length <= max_completion_len - soft_punish_cache:
+        return 0.0
+    if length <= max_completion_len:
+        return (max_completion_len - soft_punish_cache - length) / soft_punish_cache
+    return -1.0
 
 
 @hookimpl

@@ -36,7 +36,8 @@ import pluggy
 from rewardkit import hookspecs
 
 REWARD_KINDS = ("outcome", "process", "multi_turn")
-DEFAULT_PLUGINS = ("rewardkit.builtin_rewards", "rewardkit.prm.plugin", "rewardkit.serve.plugin")
+DEFAULT_PLUGINS = ("rewardkit.builtin_rewards", "rewardkit.prm.plugin", "rewardkit.serve.plugin",
+                   "rewardkit.integrations.plugin")
 # subcommands of the ``rewardkit`` command itself (rewardkit/cli.py); no plugin may take them
 CORE_COMMANDS = ("plugins", "score")
 LOAD_ENV = "REWARDKIT_LOAD_PLUGINS"

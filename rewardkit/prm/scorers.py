@@ -227,7 +227,7 @@ class HFStepScorer(StepScorer):
             # that build is a collective, and one process alone (PRM training, an evaluation on
             # the main process) would wait for its peers for ever
             with nullcontext() if self.prepare else whole_model_loading():
-                model = _auto_class(self.head).from_pretrained(self.model_ref, **kwargs)
+                model = self._model_class().from_pretrained(self.model_ref, **kwargs)
         else:
             self.head = self._resolve_head(model)
 
@@ -263,6 +263,10 @@ class HFStepScorer(StepScorer):
         # forwards of a partitioned model are collectives: every rank runs as many per call
         self._lazy_sharded = is_sharded(model)
         self._lazy_ready = True
+
+    def _model_class(self):
+        """The ``AutoModel*`` class that loads this scorer's model (by its head)."""
+        return _auto_class(self.head)
 
     def _ids(self, text: str) -> list[int]:
         return list(self._lazy_tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -378,13 +382,31 @@ class HFStepScorer(StepScorer):
         stats["padded_tokens"] += rows * width
         stats["max_forward_tokens"] = max(stats["max_forward_tokens"], rows * width)
 
-    def _head_scores(self, input_ids, attention_mask, rows, cols):
-        """Scores at ``(rows, cols)`` positions of one padded batch."""
+    def _forward_extras(self, items: Sequence[tuple[list[int], list[int]]], device: Any) -> dict[str, Any]:
+        """Extra forward inputs of one batch besides its token ids (a vision scorer's pixels)."""
+        return {}
+
+    def _idle_forward(self) -> None:
+        """One throw-away forward that keeps this ZeRO-3 rank in step with its peers. It takes the
+        same path as a real batch (:meth:`_head_scores`): the LM and value heads call the base
+        model, and a whole-model call would run DeepSpeed's start-of-forward step check (a
+        broadcast) that the peers' base-model forwards never join."""
+        import torch
+
+        dev = self._lazy_device
+        ids = torch.full((1, 1), self._lazy_pad_id, dtype=torch.long, device=dev)
+        at = torch.zeros(1, dtype=torch.long, device=dev)
+        with torch.inference_mode():
+            self._head_scores(ids, torch.ones_like(ids), at, at)
+
+    def _head_scores(self, input_ids, attention_mask, rows, cols, extra: dict[str, Any] | None = None):
+        """Scores at ``(rows, cols)`` positions of one padded batch (``extra``: more forward inputs)."""
         import torch
 
         model = self._lazy_model
+        extra = extra or {}
         if self.head == "token_cls":
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[rows, cols].float()
+            logits = model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits[rows, cols].float()
             if logits.shape[-1] == 1:
                 return torch.sigmoid(logits[:, 0])
             return torch.softmax(logits, dim=-1)[:, self.positive_label]
@@ -392,14 +414,18 @@ class HFStepScorer(StepScorer):
             good, bad = self._lazy_good_bad
             base = getattr(model, "base_model", None)
             out_emb = model.get_output_embeddings()
-            if base is not None and base is not model and out_emb is not None:
-                hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[rows, cols]
+            # the base model + two rows of the output embedding saves the full-vocabulary logits, but
+            # under ZeRO-3 that weight is a partition (size 0) outside its module's own forward
+            if base is not None and base is not model and out_emb is not None and not self._lazy_sharded:
+                hidden = base(input_ids=input_ids, attention_mask=attention_mask,
+                              **extra).last_hidden_state[rows, cols]
                 w = out_emb.weight[[good, bad]]
                 logits = hidden.to(w.dtype) @ w.T
                 if getattr(out_emb, "bias", None) is not None:
                     logits = logits + out_emb.bias[[good, bad]]
             else:
-                logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[rows, cols][:, [good, bad]]
+                logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                               **extra).logits[rows, cols][:, [good, bad]]
             return torch.softmax(logits.float(), dim=-1)[:, 0]
         # value head: the sequence-classification head applied at every position
         base = model.base_model
@@ -410,7 +436,7 @@ class HFStepScorer(StepScorer):
                 break
         if head is None:
             raise ValueError(f"{type(model).__name__} has no score/classifier head to read per position")
-        hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[rows, cols]
+        hidden = base(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state[rows, cols]
         logits = head(hidden).float()
         if logits.shape[-1] == 1:
             return torch.sigmoid(logits[:, 0])
@@ -431,7 +457,7 @@ class HFStepScorer(StepScorer):
         """
         import torch
 
-        from rewardkit.trl.placement import idle_forward, lockstep_forwards
+        from rewardkit.trl.placement import lockstep_forwards
 
         self._load()
         out: list[list[float]] = [[] for _ in lengths]
@@ -452,7 +478,7 @@ class HFStepScorer(StepScorer):
                     rows += [r] * len(pos)
                     cols += list(pos)
                 scores = self._head_scores(input_ids.to(dev), attn.to(dev), torch.tensor(rows, device=dev),
-                                           torch.tensor(cols, device=dev)).tolist()
+                                           torch.tensor(cols, device=dev), self._forward_extras(items, dev)).tolist()
                 k = 0
                 for i, (_, pos) in zip(idx, items):
                     out[i] = scores[k:k + len(pos)]
@@ -460,7 +486,7 @@ class HFStepScorer(StepScorer):
                 self._count_forward(stats, "forwards", len(idx), width, int(attn.sum()))
                 del items, input_ids, attn
         for _ in range(n_forwards - len(batches)):
-            idle_forward(self._lazy_model, self._lazy_pad_id)
+            self._idle_forward()
             self.idle_forwards += 1
             if stats is not None:
                 stats["idle_forwards"] += 1
@@ -662,8 +688,10 @@ class RemoteScorer(StepScorer):
     """
 
     def __init__(self, url: str, *, timeout: float = 60.0, batch_size: int = 64, retries: int = 2,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, takes_images: bool = False) -> None:
         self.url = url
+        # a vision PRM behind the server: PRMReward then sends each row's images (as data URLs)
+        self.takes_images = takes_images
         self.timeout = timeout
         self.batch_size = batch_size
         self.retries = retries
@@ -697,7 +725,13 @@ def score_over_http(post: Callable[[dict[str, Any]], dict[str, Any]], prompts: S
     for a in range(0, len(prompts), chunk_size):
         chunk_p = [str(p) for p in prompts[a:a + chunk_size]]
         chunk_s = [list(s) for s in steps[a:a + chunk_size]]
-        reply = post({"prompts": chunk_p, "steps": chunk_s})
+        payload: dict[str, Any] = {"prompts": chunk_p, "steps": chunk_s}
+        images = [getattr(p, "images", None) for p in prompts[a:a + chunk_size]]
+        if any(images):  # multimodal prompts (rewardkit.prm.multimodal.ImagePrompt): one list per row
+            from rewardkit.vision import encode_image
+
+            payload["images"] = [[encode_image(i) for i in row] if row else None for row in images]
+        reply = post(payload)
         scores = reply.get("scores")
         if not isinstance(scores, list) or len(scores) != len(chunk_p):
             got = len(scores) if isinstance(scores, list) else repr(scores)

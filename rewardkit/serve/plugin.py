@@ -83,6 +83,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-error", choices=["raise", "none"], default="raise",
                    help="raise: a reward exception answers 500 with its message; none: the rows that "
                         "raised become null, with their messages in the answer's 'errors'")
+    p.add_argument("--label-column", default="solution",
+                   help="the column OpenRLHF's labels fill on POST /get_reward (math.accuracy reads 'solution')")
     p.add_argument("--log-level", default="info")
 
 
@@ -105,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
                           max_request_rows=args.max_request_rows, max_body_mb=args.max_body_mb,
                           header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
                           shutdown_timeout_s=args.shutdown_timeout, workers=args.workers,
-                          data_root=args.data_root, token=args.token or None)
+                          data_root=args.data_root, token=args.token or None,
+                          label_column=args.label_column)
     server = RewardServer.from_spec(spec, config, on_error=args.on_error)
     try:
         import uvicorn  # noqa: F401

@@ -15,6 +15,10 @@ Endpoints (JSON; with a token every one but a bare ``GET /health`` needs ``Autho
     is the reward's own "does not apply"; a ``null`` with an error message is a row that raised
     (under the reward's ``on_error="none"``). Neither is ever turned into 0.
 
+``POST /get_reward``
+    OpenRLHF's remote reward: ``{"query", "prompts", "labels"}`` -> ``{"rewards", "scores",
+    "extra_logs"}``, every served reward summed with the spec's weights (:mod:`.openrlhf`).
+
 Errors come back with a status and ``{"error": message, "type": ..., "retryable": bool}``:
 401 missing/wrong token, 404 unknown reward, 408 body too slow, 413 body or row count over the
 limit, 422 malformed request, 500 the reward raised, 503 queue full (retry later), 504 no result
@@ -78,6 +82,7 @@ class ServerConfig:
     workers: str = "process"      # "process": each reward in its own child process; "thread": in-process
     data_root: str | None = None  # file-path columns (Reward.path_columns) must resolve under this
     token: str | None = field(default=None, repr=False)  # bearer token; None: no auth
+    label_column: str = "solution"  # the column OpenRLHF's labels fill on POST /get_reward
 
     def __post_init__(self) -> None:
         if self.workers not in ("process", "thread"):
@@ -279,21 +284,25 @@ def resolve_under(root: str | None, value: Any, *, reward: str, column: str) -> 
 class RewardServer:
     """The rewards a server answers for, their batchers and their stats (no HTTP here)."""
 
-    def __init__(self, rewards: Mapping[str, Reward], config: ServerConfig | None = None) -> None:
+    def __init__(self, rewards: Mapping[str, Reward], config: ServerConfig | None = None,
+                 weights: Mapping[str, float] | None = None) -> None:
         if not rewards:
             raise ValueError("a reward server needs at least one reward")
         self.config = config or ServerConfig()
         self.rewards = dict(rewards)
+        # the spec's weights: only POST /get_reward (OpenRLHF) sums the rewards into one
+        self.weights = {name: float((weights or {}).get(name, 1.0)) for name in self.rewards}
         self.batchers = {name: _Batcher(name, r, self.config) for name, r in self.rewards.items()}
         self.started = time.time()
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], config: ServerConfig | None = None, **compose_kwargs: Any):
-        """Build from a compose spec (``{alias: weight | {reward?, **params}}``; weights are ignored)."""
+        """Build from a compose spec (``{alias: weight | {reward?, **params}}``; weights are used only by
+        ``POST /get_reward``)."""
         from rewardkit.compose import compose
 
         rs = compose(spec, **compose_kwargs)
-        return cls({r.name: r for r in rs.rewards}, config)
+        return cls({r.name: r for r in rs.rewards}, config, weights=dict(zip(rs.names, rs.weights)))
 
     async def start(self) -> None:
         # worker processes load their rewards in parallel
@@ -365,6 +374,15 @@ class RewardServer:
             if col in columns:
                 columns[col] = [resolve_under(self.config.data_root, v, reward=name, column=col)
                                 for v in columns[col]]
+        image_columns = tuple(getattr(self.rewards[name], "image_columns", ()) or ())
+        if image_columns:  # a reward that takes images gets them decoded (rewardkit.serve.images)
+            from rewardkit.serve.images import decode_column, decode_prompt
+
+            root = self.config.data_root
+            for col in image_columns:
+                if col in columns:
+                    columns[col] = decode_column(columns[col], root=root, reward=name, column=col)
+            prompts = [decode_prompt(p, root=root, reward=name, row=i) for i, p in enumerate(prompts)]
         return name, {"mode": "reward", "prompts": prompts, "completions": completions, "completion_ids": ids,
                       "columns": columns, "steps": steps}
 
@@ -390,6 +408,18 @@ class RewardServer:
                            f"{self.config.max_request_rows}")
         if not steps:
             return {"scores": [], "stats": {}}
+        images = body.get("images")
+        if images is not None:  # one list of images per row, for a scorer that takes them
+            if not getattr(self.rewards[name].scorer, "takes_images", False):
+                raise BadRequest(f"reward {name!r} does not take images")
+            if not isinstance(images, list) or len(images) != len(prompts) or not all(
+                    r is None or isinstance(r, list) for r in images):
+                raise BadRequest("'images' must be a list with one list of images (or null) per prompt")
+            from rewardkit.prm.multimodal import ImagePrompt
+            from rewardkit.serve.images import decode_column
+
+            rows = decode_column([r or [] for r in images], root=self.config.data_root, reward=name, column="images")
+            prompts = [ImagePrompt(p, r) if r else p for p, r in zip(prompts, rows)]
         job = {"mode": "scorer", "prompts": prompts, "completions": steps, "completion_ids": None, "columns": {},
                "steps": False}
         return await self.batchers[name].submit(job)
@@ -451,6 +481,12 @@ def create_app(server: RewardServer):
     @app.post("/v1/steps/{name}")
     async def steps(name: str, request: Request):
         return await answer(request, lambda body: server.score_steps(name, body))
+
+    @app.post("/get_reward")
+    async def get_reward(request: Request):  # OpenRLHF's remote reward protocol
+        from rewardkit.serve.openrlhf import get_reward
+
+        return await answer(request, lambda body: get_reward(server, body))
 
     return Guard(app, token=server.config.token, max_body_bytes=int(server.config.max_body_mb * 2 ** 20),
                  body_timeout_s=server.config.body_timeout_s)

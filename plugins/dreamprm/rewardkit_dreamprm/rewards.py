@@ -51,6 +51,11 @@ def load_prm(model: Any, *, variant: str | None = None, tokenizer: Any = None, *
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     cls = ValueHeadPRM if variant == "v1" else GenerativePRM
+    if isinstance(model, (str, os.PathLike)):
+        from rewardkit_dreamprm.vision import is_vlm_checkpoint, vision_prm_class
+
+        if is_vlm_checkpoint(model):  # a VLM: the PRM takes images (``tokenizer`` is then its processor)
+            cls = vision_prm_class(variant)
     return cls.from_pretrained(model, tokenizer, **kw)
 
 
@@ -140,15 +145,25 @@ class DreamPRMScorer(StepScorer):
             stats["forwards"] += prm.forwards - forwards
         return scores
 
+    @property
+    def takes_images(self) -> bool:
+        """True for a VLM PRM (``rewardkit_dreamprm.vision``): rows then bring their images."""
+        from rewardkit_dreamprm.vision import is_vision_prm
+
+        return is_vision_prm(self.prm)
+
     def score(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], *,
               stats: Counter[str] | None = None) -> list[list[float] | None]:
-        """The core interface (steps already split): the steps are joined with ``step_sep``."""
+        """The core interface (steps already split): the steps are joined with ``step_sep``; an
+        ``ImagePrompt``'s images go into the chain."""
         if len(prompts) != len(steps):
             raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
         chains = []
         for p, row in zip(prompts, steps):
             good = [s for s in row if s.strip()]
-            chains.append(Chain.from_steps(p, good, sep=self.step_sep) if good else Chain(p, "", []))
+            image = getattr(p, "images", None) or None
+            chains.append(Chain.from_steps(str(p), good, sep=self.step_sep, image=image) if good
+                          else Chain(str(p), "", [], image=image))
         scores = self.score_chains(chains, stats=stats)
         # empty step strings were not scored; give the row no score rather than an invented one
         return [sc if len(sc) == len(row) else None for row, sc in zip(steps, scores)]
@@ -213,8 +228,11 @@ class DreamPRMReward(PRMReward):
     def step_scores_batch(self, batch: Batch) -> list[StepScores | None]:
         if not isinstance(self.scorer, DreamPRMScorer):
             return super().step_scores_batch(batch)
+        from rewardkit.prm.multimodal import prompt_images
+
         out: list[StepScores | None] = [None] * len(batch)
         rows, chains = [], []
+        vision = self.scorer.takes_images
         for i in range(len(batch)):
             if batch.skip[i]:
                 continue
@@ -223,6 +241,8 @@ class DreamPRMReward(PRMReward):
             if self.max_steps is not None and len(chain) > self.max_steps:
                 batch.counts["merged"] += 1
                 chain = self._merge_tail(chain)
+            if vision:  # the row's images (chat prompt parts or image/images column) go with its chain
+                chain.image = prompt_images(batch.prompts[i], {k: v[i] for k, v in batch.columns.items()}) or None
             if len(chain) == 0:
                 # released Best-of-N: no step -> one pseudo-score 0.5, mean log-odds 0; default: no score
                 out[i] = StepScores([0.5], [(0, len(text))]) if self.mode == "official" else StepScores([], [])
