@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from rewardkit import Batch, StepScores
-from rewardkit.prm import PRMReward, StepScorer, prompt_text
+from rewardkit.prm import PRMReward, StepScorer, prompt_images, prompt_text
 from rewardkit_dreamprm.models import (
     DEFAULT_MAX_BATCH_TOKENS,
     EncodingError,
@@ -228,8 +228,6 @@ class DreamPRMReward(PRMReward):
     def step_scores_batch(self, batch: Batch) -> list[StepScores | None]:
         if not isinstance(self.scorer, DreamPRMScorer):
             return super().step_scores_batch(batch)
-        from rewardkit.prm.multimodal import prompt_images
-
         out: list[StepScores | None] = [None] * len(batch)
         rows, chains = [], []
         vision = self.scorer.takes_images
