@@ -3,159 +3,119 @@
     accelerate launch --config_file examples/configs/accelerate/single_cpu.yaml \\
         examples/rewardmap_grpo.py --config examples/configs/rewardmap_grpo.yaml
 
-It generates synthetic metro maps with ReasonMap / ReasonMap-Plus questions
-(``rewardkit_rewardmap.data.make_dataset``), orders them stage by stage with the
-``rewardmap.curriculum`` hook (true/false -> line counting -> stop counting -> route planning), and
-trains with TRL's GRPOTrainer on the type-dispatched RewardMap reward. With the default embedded
-tiny model it first warm-starts it with a short SFT on gold answers (so the answers have the right
-shape), and the map is given as text in the prompt. ``--vlm`` trains the offline tiny Qwen2.5-VL on rendered
-maps instead (each map a PNG in an ``images`` column, the input TRL gives vision-language models,
-and no map text in the prompt); ``--vlm Qwen/Qwen2.5-VL-3B-Instruct`` (or a path) trains that VLM.
-
-Outputs in ``output_dir``: ``metrics.jsonl`` (one line per logged step, with ``curriculum/stage``),
-``stages.json`` (the reward curve summarised per stage) and ``reward_by_stage.png``.
+Synthetic metro maps with ReasonMap / ReasonMap-Plus questions, ordered stage by stage by the
+``rewardmap.curriculum`` hook (true/false -> line counting -> stop counting -> planning), trained with
+TRL's GRPOTrainer after a short SFT warm start on gold answers (tiny model; the map is text in the
+prompt). ``--vlm`` trains the offline tiny Qwen2.5-VL on rendered maps instead, ``--vlm <id or path>``
+that VLM. Arguments: this script's (below) and every ``GRPOConfig`` field, from the YAML file or the
+command line (``--max_steps 8 --threshold 5.0``). Writes the run report (``metrics.jsonl`` with
+``curriculum/stage``, ``summary.json``, ``rewards.png``) and ``stages.json`` (the reward per stage).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 
-def gold_completion(row: dict[str, Any]) -> str:
-    """The answer the reward gives full correctness for (used only for the warm start)."""
-    t, a = row["type"], row["answer"]
-    if t == "planning":
-        return row["reference_route"]
-    if t in ("TorF1", "TorF2"):
-        return "\\boxed{" + ("yes" if a == "1" else "no") + "}"
-    if t == "Counting1":
-        return "\\boxed{" + "ABCD"[int(a)] + "}"
-    return "\\boxed{" + a + "}"
+@dataclass
+class RewardMapArguments:
+    model: str = field(default="tiny", metadata={"help": "'tiny', 'smollm2', a Hub id or a local path"})
+    vlm: str | None = field(default=None, metadata={"nargs": "?", "const": "tiny", "help": (
+        "train a VLM on rendered maps: 'tiny' (also a bare --vlm) for the offline tiny Qwen2.5-VL, or an id / path")})
+    n_maps: int = 8                   # synthetic maps; difficulties cycle easy / middle / hard
+    questions_per_map: int = 16
+    short_names: bool = True          # stations S1, S2, ...: short prompts for the tiny tokenizer
+    image_size: int = 224             # rendered map size in pixels (--vlm)
+    warmstart_steps: int | None = field(default=None, metadata={"help": "SFT steps first (default: 80 on tiny, else 0)"})
+    warmstart_learning_rate: float = 3e-3
+    warmstart_batch_size: int = 16
+    reward: str = "rewardmap.reward"  # or rewardmap.route / rewardmap.plus
+    alpha: float = 0.5
+    transfer_penalty: str = "official"  # or "paper"
+    difficulty_weights: bool = True
+    stages: str = "official"          # official, coarse, fine or none
+    curriculum_seed: int = 42
+    threshold: float | None = field(default=None, metadata={"help": "gate advancement on this stage reward"})
+    replay: float = field(default=0.0, metadata={"help": "fraction of earlier-stage prompts in later stages"})
 
 
-def warm_start(model_path: str, rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path, state,
-               use_cpu: bool) -> str:
-    from datasets import Dataset
+def per_stage(history: list[dict[str, Any]], names: list[str], acc_key: str) -> list[dict[str, Any]]:
+    """The reward curve cut by curriculum stage: steps, first/last quarter reward, mean accuracy."""
+    def mean(rows, key):
+        return sum(h.get(key, 0.0) for h in rows) / len(rows)
 
-    from rewardkit.recipes import sft_warm_start
-
-    ws = cfg.get("warmstart", {})
-    sft = Dataset.from_list([{"prompt": r["prompt"], "completion": gold_completion(r)} for r in rows])
-    return sft_warm_start(model_path, sft, out / "warmstart", steps=ws.get("steps", 80),
-                          learning_rate=ws.get("learning_rate", 3e-3), batch_size=ws.get("batch_size", 16),
-                          seed=cfg.get("seed", 0), use_cpu=use_cpu, state=state)
-
-
-def per_stage(history: list[dict[str, Any]], stage_names: list[str], acc_key: str) -> list[dict[str, Any]]:
-    """The reward curve cut by curriculum stage: steps, first/last reward, mean accuracy."""
     out = []
-    for k, name in enumerate(stage_names):
+    for k, name in enumerate(names):
         rows = [h for h in history if h.get("curriculum/stage") == float(k)]
-        if not rows:
-            continue
-        n = max(1, len(rows) // 4)
-        out.append({"stage": k, "types": name, "steps": [rows[0]["step"], rows[-1]["step"]],
-                    "reward_first_quarter": sum(h["reward"] for h in rows[:n]) / n,
-                    "reward_last_quarter": sum(h["reward"] for h in rows[-n:]) / n,
-                    "reward_mean": sum(h["reward"] for h in rows) / len(rows),
-                    "acc_mean": sum(h.get(acc_key, 0.0) for h in rows) / len(rows)})
+        if rows:
+            n = max(1, len(rows) // 4)
+            out.append({"stage": k, "types": name, "steps": [rows[0]["step"], rows[-1]["step"]],
+                        "reward_first_quarter": mean(rows[:n], "reward"), "reward_last_quarter": mean(rows[-n:], "reward"),
+                        "reward_mean": mean(rows, "reward"), "acc_mean": mean(rows, acc_key)})
     return out
 
 
-def plot(history: list[dict[str, Any]], stage_names: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for k, name in enumerate(stage_names):
-        pts = [(h["step"], h["reward"]) for h in history if h.get("curriculum/stage") == float(k)]
-        if pts:
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, "o-", ms=3, label=f"stage {k}: {name}")
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("mean RewardMap reward")
-    ax.set_title("RewardMap curriculum on synthetic transit maps")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def main() -> None:
-    from rewardkit_rewardmap.data import make_dataset
-    from trl import GRPOConfig, GRPOTrainer
+def main(args: RewardMapArguments, training_args) -> dict[str, Any]:
+    from datasets import Dataset
+    from rewardkit_rewardmap.data import gold_answer, make_dataset
+    from run_report import reward_history, write_run_report
+    from trl import GRPOTrainer
+    from warm_start import sft_warm_start
 
     from rewardkit import get_hook, get_reward
-    from rewardkit.recipes import (
-        end_run,
-        launch_state,
-        load_example_config,
-        resolve_model,
-        reward_history,
-        write_metrics,
-    )
-    from rewardkit.trl import build_trainer
+    from rewardkit.testing import resolve_model
+    from rewardkit.trl import build_trainer, end_run, launch_state
 
-    cfg = load_example_config("examples/configs/rewardmap_grpo.yaml", description=__doc__,
-                              aliases={"max_steps": "grpo.max_steps", "warmstart_steps": "warmstart.steps",
-                                       "images": "data.images", "vlm": "vlm"})
-    state, use_cpu = launch_state(cfg.get("grpo", {}).get("use_cpu"))
-    out = Path(cfg.get("output_dir", "runs/rewardmap_grpo"))
-    out.mkdir(parents=True, exist_ok=True)
-    seed = cfg.get("seed", 0)
-
-    data_cfg = dict(cfg.get("data", {}))
-    vlm = cfg.get("vlm")  # true: the tiny VLM; a string: a VLM id or path
-    if vlm:
-        data_cfg.update(images=True, image_size=data_cfg.get("image_size", 224))
-    rows = make_dataset(seed=seed, as_list=True, **data_cfg)
-    from datasets import Dataset
-
-    train = Dataset.from_list(rows)
-
-    model, tiny = (None, False) if vlm else resolve_model(cfg.get("model"), state, seed=seed)
-    if not vlm and cfg.get("warmstart", {}).get("steps", 80 if tiny else 0) > 0:
-        model = warm_start(model, rows, cfg, out, state, use_cpu)
-
-    reward_cfg = dict(cfg.get("reward", {}))
-    reward = get_reward(reward_cfg.pop("name", "rewardmap.reward"), **reward_cfg)
-    hook = get_hook("rewardmap.curriculum", **cfg.get("curriculum", {}))
-    grpo = dict(cfg.get("grpo", {}))
-    grpo.setdefault("bf16", False)
-    grpo["use_cpu"] = use_cpu
-    config = GRPOConfig(output_dir=str(out), report_to="none", seed=seed, **grpo)
+    state = launch_state(training_args.use_cpu)
+    out, seed = Path(training_args.output_dir), training_args.seed
+    vlm = "tiny" if args.vlm is True else args.vlm   # a YAML `vlm: true`
+    rows = make_dataset(args.n_maps, args.questions_per_map, seed=seed, short_names=args.short_names,
+                        images=bool(vlm), image_size=args.image_size, as_list=True)
+    reward = get_reward(args.reward, alpha=args.alpha, transfer_penalty=args.transfer_penalty,
+                        difficulty_weights=args.difficulty_weights)
+    hook = get_hook("rewardmap.curriculum", stages=args.stages, seed=args.curriculum_seed, threshold=args.threshold,
+                    replay=args.replay)
     if vlm:
         from rewardkit_rewardmap.vision import vlm_trainer
 
-        trainer, probe = vlm_trainer("tiny" if vlm is True else str(vlm), train, config, state=state,
-                                     rewards=[reward], hook=hook)
+        trainer, probe = vlm_trainer(vlm, Dataset.from_list(rows), training_args, state=state, rewards=[reward],
+                                     hook=hook)
     else:
-        trainer = build_trainer(GRPOTrainer, hooks=[hook], model=model, reward_funcs=[reward], args=config,
-                                train_dataset=train)
+        model, tiny = resolve_model(args.model, state, seed=seed)
+        steps = args.warmstart_steps if args.warmstart_steps is not None else (80 if tiny else 0)
+        if steps > 0:
+            sft = Dataset.from_list([{"prompt": r["prompt"], "completion": gold_answer(r)} for r in rows])
+            model = sft_warm_start(model, sft, out / "warmstart", steps=steps, learning_rate=args.warmstart_learning_rate,
+                                   batch_size=args.warmstart_batch_size, seed=seed, use_cpu=training_args.use_cpu,
+                                   state=state)
+        trainer = build_trainer(GRPOTrainer, hooks=[hook], model=model, reward_funcs=[reward], args=training_args,
+                                train_dataset=Dataset.from_list(rows))
     trainer.train()
-    if vlm and state.is_main_process:
-        print(f"vision tower: {probe.calls} forward calls, {probe.patches} patch rows encoded")
-
+    summary: dict[str, Any] = {}
     if state.is_main_process:
-        history = reward_history(trainer.state.log_history)
-        write_metrics(history, out / "metrics.jsonl")
+        if vlm:
+            print(f"vision tower: {probe.calls} forward calls, {probe.patches} patch rows encoded")
+        summary = write_run_report(trainer.state.log_history, [reward.name], out,
+                                   title="RewardMap curriculum on synthetic transit maps")
         names = [hook.stage_name(k) for k in range(hook.num_stages)]
-        stages = per_stage(history, names, f"rewardmap/{reward.name}/acc")
-        summary = {"stage_sizes": dict(zip(names, hook.stage_sizes)), "stages": stages,
-                   "advances": hook.advances, "steps": len(history)}
+        stages = per_stage(reward_history(trainer.state.log_history), names, f"rewardmap/{reward.name}/acc")
+        summary.update(stage_sizes=dict(zip(names, hook.stage_sizes)), stages=stages, advances=hook.advances)
         (out / "stages.json").write_text(json.dumps(summary, indent=2))
-        plot(history, names, out / "reward_by_stage.png")
         print(json.dumps(summary, indent=2))
-        print(f"wrote {out / 'metrics.jsonl'}, {out / 'stages.json'} and {out / 'reward_by_stage.png'}")
     end_run(state)
+    return summary
 
 
 if __name__ == "__main__":
+    from trl import GRPOConfig, TrlParser
+
+    from rewardkit.trl import machine_defaults
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    main()
+    parser = TrlParser((RewardMapArguments, GRPOConfig))
+    parser.set_defaults(**machine_defaults())
+    main(*parser.parse_args_and_config())

@@ -18,8 +18,9 @@ Two jobs live here, both for ``math.accuracy``:
   timeouts are off (they return a silent ``False``, a wrong 0.0); the pool's deadline is the
   only one.
 
-This module imports nothing from rewardkit, so workers load it by path without importing the
-package (nor the user's ``__main__``: workers are fresh interpreters, not forks).
+The worker processes come from :mod:`rewardkit.workers` (fresh interpreters, not forks: they never
+re-run the user's ``__main__``). This module imports nothing else from rewardkit, so the workers
+load it by path without importing the package.
 """
 
 from __future__ import annotations
@@ -27,14 +28,22 @@ from __future__ import annotations
 import atexit
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from typing import Any
+
+from rewardkit.workers import (
+    Handler,
+    Reply,
+    WorkerDied,
+    WorkerError,
+    WorkerProcess,
+    wait_any,
+)
+from rewardkit.workers import WorkerStartError as WorkerStartError  # raised by the pool: public here too
 
 BOXED = "\\boxed{"
 
@@ -331,72 +340,35 @@ class CheckFailed(RuntimeError):
     """A check raised inside its worker, or the worker died; the message says which."""
 
 
-class WorkerStartError(RuntimeError):
-    """A checking worker did not start."""
-
-
 # how long a fresh worker may take to import math-verify before the pool gives up on it
 START_TIMEOUT = 120.0
 
 
-class _Worker:
-    def __init__(self) -> None:
-        from multiprocessing.connection import Connection
+class _Worker(WorkerProcess):
+    """A checking worker process (this file, loaded by path), with the jobs the pool has sent it."""
 
-        to_child, from_parent = os.pipe()
-        to_parent, from_child = os.pipe()
-        code = ("import importlib.util as u, sys; s = u.spec_from_file_location('rewardkit_answer_worker', "
-                "sys.argv[1]); m = sys.modules[s.name] = u.module_from_spec(s); s.loader.exec_module(m); "
-                "m._worker_main(int(sys.argv[2]), int(sys.argv[3]))")
-        self.proc = subprocess.Popen([sys.executable, "-c", code, os.path.abspath(__file__), str(to_child),
-                                      str(from_child)], pass_fds=(to_child, from_child),
-                                     stdin=subprocess.DEVNULL, close_fds=True)
-        os.close(to_child)
-        os.close(from_child)
-        self.send_conn = Connection(from_parent, readable=False)
-        self.conn = Connection(to_parent, writable=False)
-        self.started = time.monotonic()
-        self.ready = False
+    def __init__(self) -> None:
+        super().__init__(os.path.abspath(__file__), "_setup_worker", name="a math-verify worker",
+                         tag="rewardkit_answer_worker")
         self.queue: deque[int] = deque()  # indices of the jobs sent, in the order it runs them
         self.since = 0.0  # when its current job started
         self.acked = False  # it has taken the chunk in its queue
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.send_conn.close()
-        self.conn.close()
 
-    def stop(self) -> None:
-        """Ask it to exit (end of input), then make sure."""
-        try:
-            self.send_conn.close()
-            self.proc.wait(timeout=2)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        self.kill()
-
-
-def _worker_main(read_fd: int, write_fd: int) -> None:
-    import signal
-    from multiprocessing.connection import Connection
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+def _setup_worker(_: None) -> Handler:
+    """In a worker process: load math-verify, then check each chunk of jobs sent."""
     _extraction_configs()
-    outbox.send("ready")
-    while True:
+    return _check_chunk
+
+
+def _check_chunk(chunk: list[tuple[int, tuple[Any, ...]]], reply: Reply) -> None:
+    reply("ack")  # the parent now knows a death from here on is this chunk's doing
+    for index, fields in chunk:
         try:
-            chunk = inbox.recv()
-        except (EOFError, OSError):
-            return
-        outbox.send("ack")  # the parent now knows a death from here on is this chunk's doing
-        for index, fields in chunk:
-            try:
-                outbox.send((index, True, check_here(Job(*fields))))
-            except Exception as exc:  # report, keep serving
-                outbox.send((index, False, f"{type(exc).__name__}: {exc}"))
+            outcome = (index, True, check_here(Job(*fields)))
+        except Exception as exc:  # report, keep serving
+            outcome = (index, False, f"{type(exc).__name__}: {exc}")
+        reply(outcome)
 
 
 class CheckerPool:
@@ -422,14 +394,12 @@ class CheckerPool:
             while not self._idle and self._count >= self.size:
                 self._cond.wait()
             for w in list(self._idle):
-                if not w.ready and w.conn.poll():  # a replacement that has started since, or died
-                    try:
-                        w.ready = w.conn.recv() == "ready"
-                    except (EOFError, OSError):  # it died before it was ready: a new one takes its place
-                        self._idle.remove(w)
-                        w.kill()
-                        self._count -= 1
-                        self.restarts += 1
+                try:
+                    w.poll_ready()  # a replacement that has started since, or died
+                except WorkerError:  # it died before it was ready: a new one takes its place
+                    self._idle.remove(w)
+                    self._count -= 1
+                    self.restarts += 1
             self._idle.sort(key=lambda w: not w.ready)
             taken = self._idle[:want]
             del self._idle[:want]
@@ -477,8 +447,6 @@ class CheckerPool:
 
     def _drive(self, workers: list[_Worker], jobs: Sequence[Job], pending: deque[int], out: list[Any],
                chunk: int, timeout: float) -> None:
-        from multiprocessing.connection import wait
-
         def requeue(w: _Worker) -> None:
             pending.extendleft(reversed(w.queue))
             w.queue.clear()
@@ -492,8 +460,8 @@ class CheckerPool:
                 w.since = time.monotonic()
                 try:
                     # plain tuples: the worker loads this file by path, not as rewardkit.answer_check
-                    w.send_conn.send([(i, astuple(jobs[i])) for i in sent])
-                except OSError:  # it died while idle (killed from outside): nothing of this call lost
+                    w.send([(i, astuple(jobs[i])) for i in sent])
+                except WorkerDied:  # it died while idle (killed from outside): nothing of this call lost
                     requeue(w)
                     workers[k] = self._replace(w)
 
@@ -503,32 +471,25 @@ class CheckerPool:
             now = time.monotonic()
             limits = [(w.since + timeout) if w.ready else (w.started + START_TIMEOUT)
                       for w in workers if w.queue or not w.ready]
-            ready = wait([w.conn for w in workers], timeout=max(0.0, min(limits, default=now + 1) - now))
+            readable = wait_any(workers, timeout=max(0.0, min(limits, default=now + 1) - now))
             now = time.monotonic()
             for k, w in enumerate(workers):
-                if w.conn in ready:
+                if w in readable:
                     try:
-                        while w.conn.poll():
-                            msg = w.conn.recv()
-                            if msg == "ready":
-                                w.ready = True
-                            elif msg == "ack":
+                        for msg in w.messages():  # WorkerStartError when it failed on its own: raised
+                            if msg == "ack":
                                 w.acked = True
                             else:
                                 index, ok, value = msg
                                 out[index] = value if ok else CheckFailed(value)
                                 w.queue.popleft()
                                 w.since = time.monotonic()
-                    except (EOFError, OSError):
-                        w.kill()
-                        if not w.ready and w.proc.returncode >= 0:  # it failed on its own: say so
-                            raise WorkerStartError(f"a math-verify worker exited on start (exit code "
-                                                   f"{w.proc.returncode}); its error is on stderr") from None
+                    except WorkerDied as exc:
                         # it died (out of memory, a crash in C, killed): the job it was running failed;
                         # a worker that died before it took its chunk (killed while idle) failed none
                         if w.acked and w.queue:
                             index = w.queue.popleft()
-                            out[index] = CheckFailed(f"checking worker died (exit code {w.proc.poll()})")
+                            out[index] = CheckFailed(f"checking worker died (exit code {exc.exit_code})")
                         requeue(w)
                         workers[k] = self._replace(w)
                     feed(k)
@@ -536,9 +497,8 @@ class CheckerPool:
                     out[w.queue.popleft()] = TIMEOUT
                     requeue(w)
                     workers[k] = self._replace(w)
-                elif not w.ready and now >= w.started + START_TIMEOUT:
-                    w.kill()
-                    raise WorkerStartError(f"a math-verify worker did not start within {START_TIMEOUT:.0f} s")
+                elif not w.ready:
+                    w.check_start_deadline(START_TIMEOUT)
 
     def close(self) -> None:
         """Stop the idle workers (at exit; busy ones stop when their call ends and the process exits)."""

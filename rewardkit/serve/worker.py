@@ -19,21 +19,22 @@ Both run the same :class:`Scorer` on plain-data jobs, so the answers are the sam
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import traceback
-from multiprocessing.connection import Connection
 from typing import Any
 
 from rewardkit.reward import ProcessReward, Reward, RewardInputError
 from rewardkit.serve.errors import BadRequest, RewardFailed, ServeError, TimedOut
+from rewardkit.workers import (
+    Handler,
+    Reply,
+    WorkerCancelled,
+    WorkerDied,
+    WorkerError,
+    WorkerProcess,
+    WorkerTimeout,
+)
 
 Job = dict[str, Any]  # {"mode", "prompts", "completions", "completion_ids", "columns", "steps"}
 STAT_KEYS = ("batches", "max_batch_rows", "errors", "row_errors", "nones", "score_seconds")
@@ -180,33 +181,21 @@ class Scorer:
         return {"values": values, "steps": steps, "stats": counts}
 
 
-def _worker_main(fd: int) -> None:
-    """Body of a worker process: receive the reward, then answer jobs until the pipe closes."""
-    from multiprocessing.connection import Connection
+def _setup_worker(init: tuple[str, bytes, int]) -> Handler:
+    """In a worker process (see :mod:`rewardkit.workers`): load the reward, then answer each list
+    of jobs with :meth:`Scorer.run`."""
+    name, payload, max_batch_rows = init
+    scorer = Scorer(name, pickle.loads(payload), max_batch_rows)
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle; it stops us
-    conn = Connection(fd)
-    try:
-        name, payload, max_batch_rows = conn.recv()
-        scorer = Scorer(name, pickle.loads(payload), max_batch_rows)
-    except BaseException as exc:  # noqa: BLE001 - reported to the server, which refuses to start
-        conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"))
-        return
-    conn.send(("ready", None))
-    while True:
-        try:
-            jobs = conn.recv()
-        except (EOFError, OSError):
-            return
+    def handle(jobs: list[Job], reply: Reply) -> None:
         try:
             answer = scorer.run(jobs)
         except BaseException as exc:  # noqa: BLE001 - never leave the server without an answer
             answer = ([RewardFailed(f"reward {name!r} worker failed: {_short(exc)}")] * len(jobs),
                       dict.fromkeys(STAT_KEYS, 0.0))
-        try:
-            conn.send(answer)
-        except (EOFError, OSError):
-            return
+        reply(answer)
+
+    return handle
 
 
 class ThreadWorker:
@@ -230,11 +219,11 @@ class ThreadWorker:
 
 
 class ProcessWorker:
-    """One child process per reward (a fresh interpreter: safe with CUDA and threads); killed when it
-    misses a deadline, or when the server stops."""
+    """One worker process per reward (:class:`rewardkit.workers.WorkerProcess`: a fresh interpreter,
+    safe with CUDA and threads); killed and started again when it misses a deadline or dies, killed
+    when the server stops."""
 
     kind = "process"
-    POLL_S = 0.05
 
     def __init__(self, name: str, reward: Reward, max_batch_rows: int, *, start_timeout_s: float = 300.0) -> None:
         self.name = name
@@ -249,79 +238,69 @@ class ProcessWorker:
         except Exception as exc:
             raise ValueError(f"reward {name!r} cannot be pickled into a worker process ({_short(exc)}); "
                              "make it picklable or serve it with workers='thread'") from exc
-        self.proc: Any = None
-        self.conn: Any = None
+        self.process: WorkerProcess | None = None
         self.restarts = 0
         self.stopping = False
         self._lock = threading.Lock()  # start/kill from the batcher thread vs stop from the event loop
 
     @property
     def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+        process = self.process
+        return None if process is None else process.pid
+
+    def _stopping(self) -> bool:
+        return self.stopping
 
     def start(self) -> None:
-        # a fresh interpreter (python -m ...), not multiprocessing's spawn: spawn re-runs the
-        # caller's main script, which breaks every script that starts a server at top level
-        ours, theirs = socket.socketpair()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        with self._lock:
-            if self.stopping:
-                raise RewardFailed("the server is shutting down")
-            proc = subprocess.Popen([sys.executable, "-m", "rewardkit.serve.worker", str(theirs.fileno())],
-                                    pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
-            parent = Connection(ours.detach())
-            self.proc, self.conn = proc, parent
-        theirs.close()
-        parent.send((self.name, self.payload, self.max_batch_rows))
-        deadline = time.monotonic() + self.start_timeout_s
-        while not parent.poll(self.POLL_S):
-            if self.stopping or proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise RewardFailed(f"the worker process of reward {self.name!r} did not start")
+        if self.stopping:
+            raise RewardFailed("the server is shutting down")
         try:
-            status, detail = parent.recv()
-        except (EOFError, OSError):
-            status, detail = "error", f"exit code {proc.poll()}"
-        if status != "ready":
+            process = WorkerProcess("rewardkit.serve.worker", "_setup_worker",
+                                    (self.name, self.payload, self.max_batch_rows),
+                                    name=f"the worker process of reward {self.name!r}", tag="rewardkit_serve_worker")
+        except WorkerError as exc:
+            raise RewardFailed(str(exc)) from None
+        with self._lock:
+            self.process = process
+        if self.stopping:  # stop() ran while it was starting, before it could see this process
             self.kill()
-            raise RewardFailed(f"the worker process of reward {self.name!r} failed to load it: {detail}")
+        try:
+            process.wait_ready(self.start_timeout_s, cancelled=self._stopping)
+        except WorkerError as exc:
+            self.kill()
+            raise RewardFailed("the server is shutting down" if isinstance(exc, WorkerCancelled)
+                               else str(exc)) from None
 
     def kill(self) -> None:
         with self._lock:
-            proc, conn = self.proc, self.conn
-            self.proc = self.conn = None
-        if proc is not None:
-            proc.kill()  # SIGKILL: a reward spinning in C ignores everything else
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
-        if conn is not None:
-            conn.close()
+            process, self.process = self.process, None
+        if process is not None:
+            process.kill()
 
     def call(self, jobs: list[Job], deadline: float) -> tuple[list[Any], dict[str, float]]:
-        if self.proc is None or self.proc.poll() is not None:
-            if self.proc is not None:
+        if self.process is None or not self.process.alive():
+            if self.process is not None:
                 self.kill()
                 self.restarts += 1
             self.start()
-        conn = self.conn
-        conn.send(jobs)
-        while True:
-            if self.stopping:
-                self.kill()
-                raise RewardFailed("the server is shutting down")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self._restart()
-                raise TimedOut(f"reward {self.name!r}: no result before the deadline; its worker process "
-                               "was killed and restarted")
-            try:
-                if conn.poll(min(self.POLL_S, left)):
-                    return conn.recv()
-            except (EOFError, OSError):
-                code = None if self.proc is None else self.proc.poll()
-                self._restart()
-                raise RewardFailed(f"reward {self.name!r}: its worker process died (exit code {code}); "
-                                   "restarted") from None
+        process = self.process
+        if process is None:
+            raise RewardFailed("the server is shutting down")
+        try:
+            process.send(jobs)
+            return process.receive(deadline, cancelled=self._stopping)
+        except WorkerCancelled:
+            self.kill()
+            raise RewardFailed("the server is shutting down") from None
+        except WorkerTimeout:
+            self._restart()
+            raise TimedOut(f"reward {self.name!r}: no result before the deadline; its worker process "
+                           "was killed and restarted") from None
+        except WorkerError as exc:
+            code = exc.exit_code if isinstance(exc, WorkerDied) else None
+            self._restart()
+            raise RewardFailed(f"reward {self.name!r}: its worker process died (exit code {code}); "
+                               "restarted") from None
 
     def _restart(self) -> None:
         self.kill()
@@ -332,7 +311,3 @@ class ProcessWorker:
     def stop(self) -> None:
         self.stopping = True
         self.kill()
-
-
-if __name__ == "__main__":
-    _worker_main(int(sys.argv[1]))

@@ -1,8 +1,33 @@
-"""RewardMap for rewardkit: route and ReasonMap-Plus rewards, curriculum hook, synthetic maps."""
+"""RewardMap for rewardkit: route and ReasonMap-Plus rewards, curriculum hook, synthetic maps.
 
-from rewardkit_rewardmap.rewards import MapReward, PlusReward, RouteReward
+Names load lazily, so importing the package (and listing plugins) imports no torch.
+"""
 
-__all__ = ["MapReward", "PlusReward", "RouteReward"]
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import version as _version
+from typing import Any
 
 __version__ = _version("rewardkit-rewardmap")  # the version lives in pyproject.toml alone
+
+_LAZY = {
+    "MapReward": "rewardkit_rewardmap.rewards",
+    "PlusReward": "rewardkit_rewardmap.rewards",
+    "RouteReward": "rewardkit_rewardmap.rewards",
+    "CurriculumHook": "rewardkit_rewardmap.hooks",
+    "grpo_kwargs": "rewardkit_rewardmap.config",
+    "make_dataset": "rewardkit_rewardmap.data",
+    "load_reasonmap": "rewardkit_rewardmap.data",
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rewardkit_rewardmap' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,19 +1,22 @@
-"""RewardMap's multi-stage curriculum as a rewardkit trainer hook (``rewardmap.curriculum``).
+"""RewardMap's multi-stage curriculum: the stage order, the gated drawing and the prompt sampler.
 
 The official code orders the whole training set once — true/false, then line counting (Counting2 +
 Counting3), then stop counting (Counting1), then route planning — shuffling inside each stage, and
-reads it with a sequential sampler for one pass. This hook does the same on TRL's GRPO trainer:
+reads it with a sequential sampler for one pass. :class:`Curriculum` holds that logic without any
+trainer:
 
-* :meth:`CurriculumHook.prepare_dataset` reorders the dataset stage by stage (seeded shuffles) and
+* :meth:`Curriculum.prepare_dataset` reorders the dataset stage by stage (seeded shuffles) and
   adds ``curriculum_stage`` / ``curriculum_index`` columns;
-* :meth:`CurriculumHook.train_sampler` replaces TRL's shuffling sampler with one that reads prompts
-  in that order while keeping TRL's ``RepeatSampler`` layout (each prompt ``num_generations`` times
-  in a row, chunks of ``generation_batch_size / num_generations`` prompts, each chunk repeated
+* :class:`CurriculumSampler` reads that order in TRL's ``RepeatSampler`` layout; with ``threshold``
+  set, :meth:`Curriculum.record_rollout` gates advancement on each generation batch's stage metric
+  and :class:`GatedCurriculumSampler` draws prompts chunk by chunk in the same layout (each prompt ``num_generations`` times in a row, chunks of
+  ``generation_batch_size / num_generations`` prompts, each chunk repeated
   ``num_iterations * steps_per_generation`` times);
-* :meth:`CurriculumHook.after_rollout` notes the stage of each generation batch and, with
-  ``threshold`` set, the stage's mean accuracy (or reward) from the RewardMap reward;
-* a ``TrainerCallback`` adds ``curriculum/stage`` (and ``curriculum/stage_metric``) to every log;
-* :meth:`state_dict` / :meth:`load_state_dict` carry the stage position through checkpoints.
+* :meth:`Curriculum.state_dict` / :meth:`Curriculum.load_state_dict` carry the stage position
+  through checkpoints.
+
+The trainer hook ``rewardmap.curriculum`` (:class:`rewardkit_rewardmap.hooks.CurriculumHook`) puts
+it on TRL's GRPO trainer.
 
 Beyond the paper: ``threshold`` makes advancement performance-gated (the next stage starts once the
 mean of the last ``gate_window`` generation batches of the current stage reaches it, or when the
@@ -29,9 +32,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from torch.utils.data import Sampler
-from transformers import TrainerCallback
 
-from rewardkit.trl import TrainerHook
 from rewardkit_rewardmap.scoring import ALL_TYPES
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _stage_seed(seed: int, stage: int, rep: int) -> int:
     return (seed * 1_000_003 + stage * 10_007 + rep * 101) & 0xFFFFFFFF
 
 
-class CurriculumHook(TrainerHook):
+class Curriculum:
     """Stage-by-stage prompt order for GRPO (RewardMap §4.3), optionally performance-gated.
 
     Args:
@@ -70,8 +71,6 @@ class CurriculumHook(TrainerHook):
         max_passes: passes over a stage's data before a gated run advances anyway.
         replay: fraction (0 <= replay < 1) of each later stage's prompts drawn from earlier stages.
     """
-
-    name = "rewardmap.curriculum"
 
     def __init__(self, *, stages: str | Sequence[Sequence[str]] = "official", seed: int = 42,
                  type_column: str = "type", threshold: float | None = None, gate_metric: str = "reward",
@@ -120,8 +119,6 @@ class CurriculumHook(TrainerHook):
         self.epoch_chunks: list[list[int]] = []
         self.advances: list[tuple[int, int, str]] = []  # (rollout, new stage, why)
         self._resume_chunks: list[list[int]] | None = None
-        self._rewards: list[Any] = []
-        self.seen_indices: list[list[int]] = []  # local rows' curriculum_index per generation batch (not saved)
 
     @property
     def gated(self) -> bool:
@@ -134,7 +131,7 @@ class CurriculumHook(TrainerHook):
     def stage_name(self, k: int) -> str:
         return "+".join(self.stage_types[k])
 
-    # -- 1. dataset ---------------------------------------------------------------------------
+    # -- the fixed order (and the stage rows a gated run draws from) -------------------------------
     def prepare_dataset(self, dataset: Any) -> Any:
         if dataset is None:
             return None
@@ -182,40 +179,8 @@ class CurriculumHook(TrainerHook):
         dataset = dataset.add_column(STAGE_COLUMN, stage_col)
         return dataset.add_column(INDEX_COLUMN, order)
 
-    # -- 2. setup: find the RewardMap reward, put the log callback first ------------------------
-    def setup(self, trainer: Any) -> None:
-        from rewardkit_rewardmap.rewards import _RewardMapBase
 
-        self._rewards = [f for f in getattr(trainer, "reward_funcs", []) if isinstance(f, _RewardMapBase)]
-        if self.gated and not self._rewards:
-            raise ValueError("rewardmap.curriculum with a threshold gates on a RewardMap reward "
-                             "(rewardmap.reward / .route / .plus); none is among the trainer's reward_funcs")
-        # log the stage before reporting callbacks (wandb, printer) see the logs
-        handler = trainer.callback_handler
-        for cb in list(handler.callbacks):
-            if isinstance(cb, StageLogCallback) and cb.hook is self:
-                handler.callbacks.remove(cb)
-                handler.callbacks.insert(0, cb)
-
-    def callbacks(self) -> list[Any]:
-        return [StageLogCallback(self)]
-
-    # -- 3. sampler ----------------------------------------------------------------------------
-    def train_sampler(self, trainer: Any, dataset: Any, default: Any) -> Any:
-        mini = trainer.num_generations
-        chunk = trainer.args.generation_batch_size // mini
-        repeat = trainer.num_iterations * trainer.args.steps_per_generation
-        if not self.gated:
-            from trl.trainer.utils import RepeatSampler
-
-            return RepeatSampler(data_source=dataset, mini_repeat_count=mini, batch_size=chunk,
-                                 repeat_count=repeat, shuffle=False, seed=trainer.args.seed)
-        if not self.stage_rows:
-            raise RuntimeError("rewardmap.curriculum: prepare_dataset was not called on this dataset "
-                               "(build the trainer with rewardkit.trl.build_trainer)")
-        return GatedCurriculumSampler(self, len(dataset), mini, chunk, repeat)
-
-    # gated drawing (called by the sampler, identically on every rank)
+    # -- gated drawing (called by the sampler, identically on every rank) --------------------------
     def _draw_chunk(self, size: int) -> list[int]:
         k = self.stage
         n = len(self.stage_rows[k])
@@ -256,43 +221,27 @@ class CurriculumHook(TrainerHook):
         logger.info("rewardmap.curriculum: stage %d (%s) starts after %d generation batches (%s)",
                     self.stage, self.stage_name(self.stage), self.rollouts, why)
 
-    # -- 4. after each rollout: stage and gate ---------------------------------------------------
-    def after_rollout(self, trainer: Any, inputs: list[dict[str, Any]], output: dict[str, Any]) -> dict[str, Any]:
-        import torch
-
-        model = getattr(trainer, "model", None)
-        if model is not None and not model.training:
-            return output  # an evaluation batch: not part of the curriculum
-        stages = [int(r.get(STAGE_COLUMN, 0)) for r in inputs]
-        self.seen_indices.append([int(r.get(INDEX_COLUMN, -1)) for r in inputs])
-        local_stage = max(stages) if stages else 0
-        total, count = 0.0, 0
-        for reward in self._rewards:
-            comps = getattr(reward, "last_components", [])
-            if len(comps) != len(inputs):
-                continue
-            for s, c in zip(stages, comps):
-                if c is not None and s == local_stage:
-                    total += c.acc if self.gate_metric == "acc" else c.reward
-                    count += 1
-            break
-        stats = torch.tensor([float(local_stage), total, float(count)], dtype=torch.float64)
-        accelerator = getattr(trainer, "accelerator", None)
-        if accelerator is not None and accelerator.num_processes > 1:
-            gathered = accelerator.gather(stats.to(accelerator.device)).view(-1, 3).cpu()
-            stage = int(gathered[:, 0].max().item())
-            keep = gathered[gathered[:, 0] == stage]
-            total, count = float(keep[:, 1].sum().item()), int(keep[:, 2].sum().item())
-        else:
-            stage = local_stage
+    # -- after each generation batch: stage and gate -----------------------------------------------
+    def record_rollout(self, stage: int, metric: float | None) -> None:
+        """Note one training generation batch: its stage and the stage's mean gate metric (None
+        when it held no RewardMap rows); a gated curriculum may advance."""
         self.rollouts += 1
         self.stage_history.append(stage)
-        self.stage_metric = total / count if count else None
+        self.stage_metric = metric
         if self.gated:
-            self._gate(stage, self.stage_metric)
+            self._gate(stage, metric)
         else:
             self.stage = stage
-        return output
+
+    def log_values(self) -> dict[str, float]:
+        """The statistics of the last generation batch: ``curriculum/stage`` (its stage),
+        ``curriculum/stage_metric`` and, when gated, ``curriculum/gate_stage`` (the stage being drawn)."""
+        values = {"curriculum/stage": float(self.stage_history[-1])}
+        if self.stage_metric is not None:
+            values["curriculum/stage_metric"] = float(self.stage_metric)
+        if self.gated:
+            values["curriculum/gate_stage"] = float(self.stage)
+        return values
 
     def _gate(self, stage: int, value: float | None) -> None:
         if stage != self.stage or value is None:
@@ -302,7 +251,7 @@ class CurriculumHook(TrainerHook):
         if len(recent) >= self.gate_window and sum(recent) / len(recent) >= self.threshold:
             self._advance(f"{self.gate_metric} {sum(recent) / len(recent):.3f} >= {self.threshold}")
 
-    # -- 5. checkpoints ------------------------------------------------------------------------
+    # -- checkpoints -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "rollouts": self.rollouts, "stage_metric": self.stage_metric,
                 "stage_history": list(self.stage_history), "window": list(self.window),
@@ -332,71 +281,61 @@ class CurriculumHook(TrainerHook):
         self._resume_chunks = [list(c) for c in self.epoch_chunks]
 
 
-class GatedCurriculumSampler(Sampler):
-    """TRL's ``RepeatSampler`` layout over chunks the curriculum hook draws one at a time.
+class CurriculumSampler(Sampler):
+    """TRL's ``RepeatSampler`` layout over the dataset's own order (the fixed curriculum order).
+
+    Chunks of ``batch_size`` consecutive prompts (an incomplete last chunk is dropped); each chunk
+    is emitted ``repeat_count`` times, each prompt ``mini_repeat_count`` times in a row.
+    """
+
+    def __init__(self, num_rows: int, mini_repeat_count: int, batch_size: int, repeat_count: int) -> None:
+        self.mini_repeat_count = mini_repeat_count
+        self.batch_size = batch_size
+        self.repeat_count = repeat_count
+        self.chunks_per_epoch = num_rows // batch_size
+
+    def __len__(self) -> int:
+        return self.chunks_per_epoch * self.batch_size * self.mini_repeat_count * self.repeat_count
+
+    def chunks(self) -> Iterator[list[int]]:
+        """The prompt chunks of one epoch, drawn as the trainer reads them."""
+        for k in range(self.chunks_per_epoch):
+            yield list(range(k * self.batch_size, (k + 1) * self.batch_size))
+
+    def __iter__(self) -> Iterator[int]:
+        for chunk in self.chunks():
+            for _ in range(self.repeat_count):
+                for index in chunk:
+                    for _ in range(self.mini_repeat_count):
+                        yield index
+
+
+class GatedCurriculumSampler(CurriculumSampler):
+    """The same layout over chunks a gated curriculum draws one at a time.
 
     One epoch is ``len(dataset) // chunk`` chunks (the length TRL's sampler would have), so the
     trainer's step arithmetic and resume skipping stay valid; the next epoch continues the
     curriculum where it stopped.
     """
 
-    def __init__(self, hook: CurriculumHook, num_rows: int, mini_repeat_count: int, batch_size: int,
+    def __init__(self, curriculum: Curriculum, num_rows: int, mini_repeat_count: int, batch_size: int,
                  repeat_count: int) -> None:
-        self.hook = hook
-        self.mini_repeat_count = mini_repeat_count
-        self.batch_size = batch_size
-        self.repeat_count = repeat_count
-        self.chunks_per_epoch = num_rows // batch_size
+        super().__init__(num_rows, mini_repeat_count, batch_size, repeat_count)
+        self.curriculum = curriculum
         if self.chunks_per_epoch == 0:
             raise ValueError(f"rewardmap.curriculum: {num_rows} prompts make no full chunk of {batch_size}")
 
-    def __len__(self) -> int:
-        return self.chunks_per_epoch * self.batch_size * self.mini_repeat_count * self.repeat_count
-
-    def _expand(self, chunk: list[int]) -> Iterator[int]:
-        for _ in range(self.repeat_count):
-            for index in chunk:
-                for _ in range(self.mini_repeat_count):
-                    yield index
-
-    def __iter__(self) -> Iterator[int]:
-        hook = self.hook
-        resume, hook._resume_chunks = hook._resume_chunks, None
-        if resume is not None and hook.rollouts - hook.epoch_start_rollouts >= self.chunks_per_epoch:
+    def chunks(self) -> Iterator[list[int]]:
+        cur = self.curriculum
+        resume, cur._resume_chunks = cur._resume_chunks, None
+        if resume is not None and cur.rollouts - cur.epoch_start_rollouts >= self.chunks_per_epoch:
             resume = None  # the checkpoint's epoch was fully trained: the trainer starts a new one
         if resume is None:
-            hook.epoch_chunks = []
-            hook.epoch_start_rollouts = hook.rollouts
+            cur.epoch_chunks = []
+            cur.epoch_start_rollouts = cur.rollouts
             resume = []
-        emitted = 0
-        for chunk in resume:
-            emitted += 1
-            yield from self._expand(chunk)
-        while emitted < self.chunks_per_epoch:
-            chunk = hook._draw_chunk(self.batch_size)
-            hook.epoch_chunks.append(chunk)
-            emitted += 1
-            yield from self._expand(chunk)
-
-
-class StageLogCallback(TrainerCallback):
-    """Adds ``curriculum/stage`` (stage of the last generation batch), ``curriculum/stage_metric``
-    and, when gated, ``curriculum/gate_stage`` (the stage being drawn) to the trainer's logs."""
-
-    def __init__(self, hook: CurriculumHook) -> None:
-        self.hook = hook
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        h = self.hook
-        if logs is None or not h.stage_history:
-            return control
-        extra = {"curriculum/stage": float(h.stage_history[-1])}
-        if h.stage_metric is not None:
-            extra["curriculum/stage_metric"] = float(h.stage_metric)
-        if h.gated:
-            extra["curriculum/gate_stage"] = float(h.stage)
-        logs.update(extra)
-        # Trainer.log stored a copy of the logs before calling callbacks
-        if state.log_history and state.log_history[-1].get("step") == state.global_step:
-            state.log_history[-1].update(extra)
-        return control
+        yield from resume   # replayed for the trainer to skip
+        for _ in range(self.chunks_per_epoch - len(resume)):
+            chunk = cur._draw_chunk(self.batch_size)
+            cur.epoch_chunks.append(chunk)
+            yield chunk

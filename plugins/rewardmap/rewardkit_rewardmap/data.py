@@ -133,6 +133,17 @@ def format_route(segments: Sequence[tuple[str, str, str]]) -> str:
                          for line, dep, arr in segments)
 
 
+def gold_answer(row: dict[str, Any]) -> str:
+    """A completion the RewardMap reward scores fully correct for ``row`` (for warm starts): the
+    reference route for planning, a boxed yes/no, option letter or count for ReasonMap-Plus."""
+    t, a = row["type"], row["answer"]
+    if t == PLANNING:
+        return row["reference_route"]
+    if t in ("TorF1", "TorF2"):
+        return "\\boxed{" + ("yes" if str(a) == "1" else "no") + "}"
+    return "\\boxed{" + ("ABCD"[int(a)] if t == "Counting1" else str(a)) + "}"
+
+
 def _station_name(rng: random.Random, used: set[str], unicode_names: bool, short: bool = False) -> str:
     if short:  # compact names for tiny models: S1, S2, ...
         name = f"S{len(used) + 1}"
@@ -492,5 +503,5 @@ def run_cli(args) -> int:
     return 0
 
 
-__all__ = ["DIFFICULTIES", "PLUS_TYPES", "TransitMap", "format_route", "load_reasonmap", "make_dataset",
-           "make_map", "render_map"]
+__all__ = ["DIFFICULTIES", "PLUS_TYPES", "TransitMap", "format_route", "gold_answer", "load_reasonmap",
+           "make_dataset", "make_map", "render_map"]

@@ -7,6 +7,9 @@
 Columns follow the released ReasonMap / ReasonMap-Plus rows: ``type``, ``answer``, ``station_1``,
 ``station_2``, ``question_transfer_count``, ``difficulty_city`` and the map as ``metro`` (mapping or
 JSON text) or ``json`` (path to a stations file, read once per process).
+
+Each call shares its per-row :class:`Components` as ``reward.last_call.detail(COMPONENTS)`` (None
+where a row got no value); the curriculum hook gates on them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rewardkit.reward import Batch, Reward, RewardInputError
+from rewardkit import Batch, Reward, RewardInputError
 from rewardkit_rewardmap.metro import MetroCache
 from rewardkit_rewardmap.scoring import (
     DEFAULT_BETA,
@@ -35,6 +38,8 @@ from rewardkit_rewardmap.scoring import (
     transfer_count,
     truth_value,
 )
+
+COMPONENTS = "components"  # the row-aligned detail every RewardMap reward shares (see Batch.share)
 
 
 @dataclass
@@ -55,7 +60,7 @@ def strip_think(text: str) -> str:
     return text if i < 0 else text[i + len("</think>"):]
 
 
-class _RewardMapBase(Reward):
+class BaseMapReward(Reward):
     """Shared parameters and the batch loop of the three RewardMap rewards.
 
     Args:
@@ -99,8 +104,6 @@ class _RewardMapBase(Reward):
         self.correct_points = float(correct_points)
         self.detail_cap = float(detail_cap)
         self._lazy_metros: MetroCache | None = None
-        # per-row results of the last call, in row order (None where a row got no value), for hooks
-        self.last_components: list[Components | None] = []
 
     # -- helpers ------------------------------------------------------------------------------
     @property
@@ -169,26 +172,16 @@ class _RewardMapBase(Reward):
         self.check_columns(batch.columns)
         comps: list[Components | None] = self.each_row(
             batch, lambda i: self.score_row(batch.texts[i], batch.columns, i))
-        batch.rewardmap_components = comps  # type: ignore[attr-defined]
+        batch.extras[COMPONENTS] = comps
+        # a non-finite value becomes an error (None) in the base class: that row has no components
+        batch.share(COMPONENTS, [c if c is not None and math.isfinite(c.reward) else None for c in comps])
         return [None if c is None else c.reward for c in comps]
 
-    def __call__(self, prompts, completions, completion_ids=None, **kwargs):
-        self.last_components = []
-        values = super().__call__(prompts, completions, completion_ids, **kwargs)
-        comps = list(self.last_components)
-        if len(comps) != len(values):
-            comps = [None] * len(values)
-        # a row whose final value the base class replaced (oversize, non-finite) has no components
-        self.last_components = [c if (c is not None and v is not None and math.isclose(c.reward, v, abs_tol=1e-9))
-                                else None for c, v in zip(comps, values)]
-        return values
-
     def log_components(self, batch: Batch) -> None:
-        comps = [c for c in getattr(batch, "rewardmap_components", []) if c is not None]
-        self.last_components = list(getattr(batch, "rewardmap_components", []))
-        log_metric = batch.context.log_metric
-        if log_metric is None or not comps:
+        comps = [c for c in batch.extras.get(COMPONENTS, []) if c is not None]
+        if not comps:
             return
+        log_metric = batch.log_metric
         n = len(comps)
         prefix = f"rewardmap/{self.name}"
         log_metric(f"{prefix}/acc", sum(c.acc for c in comps) / n)
@@ -209,7 +202,7 @@ def _row_type(columns: Mapping[str, list[Any]], i: int) -> str | None:
     return None if col is None else col[i]
 
 
-class RouteReward(_RewardMapBase):
+class RouteReward(BaseMapReward):
     """``rewardmap.route``: RewardMap's planning reward, W · (10·acc + α·detail).
 
     Rows whose ``type`` column names a ReasonMap-Plus type get ``None`` (the reward does not apply).
@@ -227,7 +220,7 @@ class RouteReward(_RewardMapBase):
         return self.score_planning(text, columns, i)
 
 
-class PlusReward(_RewardMapBase):
+class PlusReward(BaseMapReward):
     """``rewardmap.plus``: ReasonMap-Plus exact-match reward, W_map · 10·acc. Planning rows get None."""
 
     def check_columns(self, columns):
@@ -242,7 +235,7 @@ class PlusReward(_RewardMapBase):
         return self.score_plus(qtype, text, columns, i)
 
 
-class MapReward(_RewardMapBase):
+class MapReward(BaseMapReward):
     """``rewardmap.reward``: one reward for the mixed curriculum data, dispatching on ``type``."""
 
     def check_columns(self, columns):

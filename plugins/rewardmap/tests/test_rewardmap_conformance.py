@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from rewardkit_rewardmap.rewards import COMPONENTS
 from rewardkit_rewardmap.scoring import PLANNING, clean_string, extract_plus_answer
 
 from rewardkit import get_reward
@@ -41,7 +42,7 @@ def columns(inp: dict, map_column: str = "metro") -> dict[str, list]:
 
 def check(reward, case: dict, cols: dict) -> None:
     value = reward(["prompt"], [case["input"]["response"]], **cols)
-    comp = reward.last_components[0]
+    comp = reward.last_call.detail(COMPONENTS)[0]
     exp = case["expected"]
     assert value == [exp["score"]]
     assert bool(comp.acc) == exp["acc"]

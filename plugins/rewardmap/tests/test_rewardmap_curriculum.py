@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from rewardkit_rewardmap.curriculum import INDEX_COLUMN, STAGE_COLUMN, CurriculumHook, GatedCurriculumSampler
+from rewardkit_rewardmap.curriculum import INDEX_COLUMN, STAGE_COLUMN, GatedCurriculumSampler
 from rewardkit_rewardmap.data import make_dataset
+from rewardkit_rewardmap.hooks import CurriculumHook
 
 from rewardkit import get_hook, get_reward, list_hooks
 
@@ -145,8 +146,12 @@ def test_grpo_reads_the_curriculum_in_order_with_trl_sampler_layout(dataset, tmp
     assert (default.mini_repeat_count, default.batch_size, default.repeat_count) == \
         (tr.num_generations, tr.args.generation_batch_size // tr.num_generations,
          tr.num_iterations * tr.args.steps_per_generation)
-    ours = list(hook.train_sampler(tr, tr.train_dataset, default))
-    assert len(ours) == len(default)
+    sampler = hook.train_sampler(tr, tr.train_dataset, default)
+    ours = list(sampler)
+    assert len(sampler) == len(ours) == len(default)
+    # the fixed order read exactly as TRL's sampler reads an unshuffled dataset
+    assert ours == list(RepeatSampler(tr.train_dataset, default.mini_repeat_count, default.batch_size,
+                                      default.repeat_count, shuffle=False))
     assert default.repeat_count == 1 and ours[:8] == [0, 0, 1, 1, 2, 2, 3, 3]   # 2 prompts per chunk, 2 generations
     tr.train()
     ordered = tr.train_dataset[INDEX_COLUMN]
@@ -154,6 +159,7 @@ def test_grpo_reads_the_curriculum_in_order_with_trl_sampler_layout(dataset, tmp
     assert seen == ordered[:len(seen)]                      # prompts arrive in curriculum order
     logged = [h for h in tr.state.log_history if "curriculum/stage" in h and "loss" in h]
     assert len(logged) == 3 and all(h["curriculum/stage"] == 0.0 for h in logged)
+    assert all("curriculum/stage_metric" in h and "curriculum/gate_stage" not in h for h in logged)
     assert any(k.startswith("rewardmap/rewardmap.reward/acc") for k in logged[0])
 
 
@@ -173,21 +179,23 @@ def test_checkpoint_resume_restores_the_stage_exactly(dataset, tmp_path):
     assert resumed.stage == full.stage
 
 
-def test_evaluation_batches_do_not_move_the_curriculum(dataset):
-    import types
-
+def test_evaluation_batches_do_not_move_the_curriculum(dataset, tmp_path):
     import torch
 
     hook = CurriculumHook(threshold=0.0)
-    data = hook.prepare_dataset(dataset)
-    model = torch.nn.Linear(2, 2).eval()
-    trainer = types.SimpleNamespace(model=model, accelerator=None)
+    tr = _trainer(dataset, tmp_path, hook, 1)
+    data = tr.train_dataset
     out = {"advantages": torch.zeros(2)}
-    assert hook.after_rollout(trainer, [data[0], data[1]], out) is out
+    tr.model.eval()
+    assert hook.after_rollout(tr, [data[0], data[1]], out) is out
     assert hook.rollouts == 0 and hook.stage_history == []
-    model.train()
-    hook.after_rollout(trainer, [data[0], data[1]], out)
+    assert "curriculum/stage" not in tr._metrics["eval"]
+    tr.model.train()
+    hook.after_rollout(tr, [data[0], data[1]], out)
     assert hook.rollouts == 1 and hook.stage_history == [max(data[STAGE_COLUMN][:2])]
+    # the stage goes into the trainer's own metrics, averaged into the next log line
+    assert tr._metrics["train"]["curriculum/stage"] == [float(hook.stage_history[0])]
+    assert tr._metrics["train"]["curriculum/gate_stage"] == [float(hook.stage)]
 
 
 DISTRIBUTED_SCRIPT = """

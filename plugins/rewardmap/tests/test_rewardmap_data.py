@@ -6,8 +6,8 @@ import json
 from collections import deque
 
 import pytest
-from rewardkit_rewardmap.data import load_reasonmap, make_dataset, make_map
-from rewardkit_rewardmap.rewards import MapReward
+from rewardkit_rewardmap.data import gold_answer, load_reasonmap, make_dataset, make_map
+from rewardkit_rewardmap.rewards import COMPONENTS, MapReward
 from rewardkit_rewardmap.scoring import ALL_TYPES
 
 from rewardkit.cli import main as cli_main
@@ -107,7 +107,10 @@ def test_gold_answers_score_full_accuracy(rows):
     r = MapReward(name="rewardmap.reward")
     cols = {k: [row[k] for row in rows] for k in rows[0] if k != "prompt"}
     values = r([row["prompt"] for row in rows], [gold_completion(row) for row in rows], **cols)
-    assert all(c.acc == 1.0 for c in r.last_components)
+    assert all(c.acc == 1.0 for c in r.last_call.detail(COMPONENTS))
+    # the warm-start answers of the plugin score fully correct too
+    r([row["prompt"] for row in rows], [gold_answer(row) for row in rows], **cols)
+    assert all(c.acc == 1.0 for c in r.last_call.detail(COMPONENTS))
     assert all(v > 0 for v in values)
     yes_no = [row["answer"] for row in rows if row["type"].startswith("TorF")]
     assert 0.25 < yes_no.count("1") / len(yes_no) < 0.75   # roughly balanced

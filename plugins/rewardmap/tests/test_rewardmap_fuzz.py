@@ -7,7 +7,7 @@ import math
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rewardkit_rewardmap.rewards import MapReward
+from rewardkit_rewardmap.rewards import COMPONENTS, MapReward
 from rewardkit_rewardmap.scoring import clean_string, extract_plus_answer, parse_sections
 
 METRO = {"Line 1": ["Ångström Plaza", "B", "Café Müller"], "Line 2": ["Café Müller", "東門", "Ñuñoa"],
@@ -44,7 +44,7 @@ def test_any_text_gets_a_defined_finite_value(text, qtype, s1, s2, q, difficulty
     for reward in (REWARD, REWARD_PAPER):
         (value,) = reward(["p"], [text], **cols)
         assert value is not None and math.isfinite(value)
-        (comp,) = reward.last_components
+        (comp,) = reward.last_call.detail(COMPONENTS)
         assert comp.detail <= 10.0 and comp.acc in (0.0, 1.0)
         upper = (10 + 0.5 * 10 + reward.format_reward) * 2.0
         assert value <= upper

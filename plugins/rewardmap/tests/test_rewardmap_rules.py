@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 from rewardkit_rewardmap.metro import MetroCache, read_metro_json
-from rewardkit_rewardmap.rewards import MapReward, PlusReward, RouteReward
+from rewardkit_rewardmap.rewards import COMPONENTS, MapReward, PlusReward, RouteReward
 from rewardkit_rewardmap.scoring import (
     Metro,
     clean_string,
@@ -19,8 +19,7 @@ from rewardkit_rewardmap.scoring import (
     plus_accuracy,
 )
 
-from rewardkit import get_reward, list_rewards
-from rewardkit.reward import RewardInputError
+from rewardkit import RewardInputError, get_reward, list_rewards
 
 # a slice of Singapore's network, enough for the paper's Figure 2 case
 SINGAPORE = {
@@ -296,7 +295,7 @@ def test_plus_reward_weight_by_map_only_no_detail():
              type=["TorF1", "TorF2", "Counting2", "Counting1", "Counting3"], answer=[1, 1, "4", 3, 3],
              difficulty_city=["easy", "middle", "hard", "middle", "hard"])
     assert vals == [10.0, 0.0, 15.0, 12.0, 0.0]
-    assert all(c.detail == 0.0 for c in r.last_components)
+    assert all(c.detail == 0.0 for c in r.last_call.detail(COMPONENTS))
 
 
 def test_plus_reward_skips_planning_rows_and_route_skips_plus_rows():
@@ -342,6 +341,9 @@ def test_conversational_completions_and_logged_components(log_capture):
     assert m["rewardmap/rewardmap.route/acc"] == [0.5]
     assert m["rewardmap/rewardmap.route/detail"] == [4.5]
     assert m["rewardmap/rewardmap.route/weight"] == [2.0]
+    # the same statistics stay in the reward's record of the call, with the per-row components
+    assert r.last_call.metrics["rewardmap/rewardmap.route/detail"] == 4.5
+    assert [(c.acc, c.detail, c.weight) for c in r.last_call.detail(COMPONENTS)] == [(1.0, 4.0, 2.0), (0.0, 5.0, 2.0)]
 
 
 def test_missing_columns_and_bad_values_are_clear_errors():
@@ -354,6 +356,10 @@ def test_missing_columns_and_bad_values_are_clear_errors():
     soft = RouteReward(name="r", on_error="none")
     vals = soft(["p"] * 2, ["x", "y"], **{**planning_cols(2, SMALL, "A", "B", 0), "difficulty_city": ["easy", "??"]})
     assert vals == [0.0, None] and soft.counters["errors"] == 1
+    assert soft.last_call.detail(COMPONENTS)[1] is None
+    # a batch that fails as a whole (a missing column) leaves a row-aligned record without components
+    assert soft(["p"] * 2, ["x", "y"], difficulty_city=["easy"] * 2) == [None, None]
+    assert soft.last_call.detail(COMPONENTS) == [None, None]
 
 
 def test_empty_and_oversize_completions_get_defined_counted_values(log_capture):
@@ -363,6 +369,8 @@ def test_empty_and_oversize_completions_get_defined_counted_values(log_capture):
     assert vals == [0.0, None, 10.5]     # empty: the official value 0 (unparseable); oversize: None
     assert log_capture.metrics["rewardkit/r/empty"] == [1.0]
     assert log_capture.metrics["rewardkit/r/oversize"] == [1.0]
+    comps = r.last_call.detail(COMPONENTS)   # the oversize row was never scored: it has no components
+    assert comps[1] is None and comps[0].reward == 0.0 and comps[2].reward == 10.5
 
 
 def test_registered_names_and_pickling():
