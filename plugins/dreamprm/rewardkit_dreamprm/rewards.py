@@ -257,7 +257,6 @@ class DreamPRMReward(PRMReward):
         batch.extras["forwards"] = stats["forwards"]
         for i, chain, sc in zip(rows, chains, scores):
             out[i] = StepScores([float(x) for x in sc], list(chain.spans))
-        self.last_texts = list(batch.texts)  # as PRMReward: prm.process_advantage maps spans through them
         return out
 
     def log_components(self, batch: Batch) -> None:
