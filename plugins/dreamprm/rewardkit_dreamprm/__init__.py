@@ -8,8 +8,7 @@ no torch, transformers or TRL.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rewardkit import lazy_exports
 
 _LAZY = {
     "best_of_n_eval": "rewardkit_dreamprm.bon",
@@ -44,14 +43,5 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rewardkit_dreamprm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)
 
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
