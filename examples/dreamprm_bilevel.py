@@ -3,10 +3,12 @@
     accelerate launch --config_file examples/configs/accelerate/single_cpu.yaml \
         examples/dreamprm_bilevel.py --config examples/configs/dreamprm_bilevel.yaml
 
-Writes to ``output_dir``: ``domain_weights.png`` (weights over upper steps), ``history_<run>.json``,
-``summary.json`` (final weight table, Best-of-N accuracy of the weighted and the uniform PRM),
-``prm_<run>/`` (the trained PRMs, loadable by ``dreamprm.prm``), ``eval.jsonl`` (Best-of-N pool in
-the ``rewardkit bon`` format) and checkpoints every ``save_steps`` (resume with ``--resume``).
+Arguments are this script's (below) and every ``DreamPRMConfig`` field (with ``variant: "1.5"`` the
+fields left unset take the 1.5 preset), from the YAML file or flags as in TRL's scripts:
+``--max_steps 8``, ``--seeds 0 1``, ``--resume``. Writes into ``output_dir``: ``summary.json``
+(weights and Best-of-N of every run), ``history_<run>.json``, ``domain_weights.png``, ``prm_<run>/``
+(loadable by ``dreamprm.prm``), ``eval.jsonl`` (the Best-of-N pool for ``dreamprm_bon.py``) and
+checkpoints every ``save_steps``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,51 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import torch
+import yaml
+
+
+@dataclass
+class BilevelArguments:
+    model: str = field(default="tiny", metadata={"help": "'tiny' (the offline tiny Llama), a Hub id or a path"})
+    compare_uniform: bool = field(default=True, metadata={"help": "also train with uniform weights"})
+    seeds: list[int] | None = field(default=None, metadata={"help": "model seeds, one run each (default: seed)"})
+    resume: bool = field(default=False, metadata={"help": "continue every run from its last checkpoint"})
+    toy: dict | str | None = field(default=None, metadata={"help": "make_toy arguments (YAML mapping)"})
+    data_seed: int = field(default=0, metadata={"help": "the toy's draw"})
+    train_data: str | None = field(default=None, metadata={"help": "step-labelled file instead of the toy"})
+    train_format: str = field(default="v1", metadata={"help": "v1 | 1.5 | generic"})
+    meta_data: str | None = None
+    meta_format: str = "v1"
+
+    def __post_init__(self) -> None:
+        self.toy = yaml.safe_load(self.toy) if isinstance(self.toy, str) else dict(self.toy or {})
+
+
+def parse(argv: list[str] | None = None):
+    from rewardkit_dreamprm import DreamPRMConfig, bilevel_kwargs
+    from trl import TrlParser
+
+    args, config = TrlParser((BilevelArguments, DreamPRMConfig)).parse_args_and_config(argv)
+    if config.variant == "1.5":  # again, with 1.5's preset under what the file and the flags set
+        parser = TrlParser((BilevelArguments, DreamPRMConfig))
+        parser.set_defaults(**bilevel_kwargs("1.5"))
+        args, config = parser.parse_args_and_config(argv)
+    return args, config
+
+
+def build_data(args: BilevelArguments) -> dict[str, Any]:
+    from rewardkit_dreamprm import data as D
+    from rewardkit_dreamprm import make_toy
+
+    if args.train_data is None:
+        return make_toy(**args.toy, seed=args.data_seed)
+    loaders = {"v1": (D.load_v1_train, D.load_v1_meta), "1.5": (D.load_v15_train, D.load_v15_meta),
+               "generic": (D.load_generic, D.load_meta_generic)}
+    return {"train": loaders[args.train_format][0](args.train_data), "eval": [], "corrupted": (),
+            "meta": loaders[args.meta_format][1](args.meta_data)}
 
 
 def is_main() -> bool:
@@ -26,136 +70,85 @@ def is_main() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def build_data(cfg: dict[str, Any]) -> dict[str, Any]:
-    from rewardkit_dreamprm import data as D
-    from rewardkit_dreamprm.toy import make_toy
-
-    if "toy" in cfg:
-        return make_toy(**cfg["toy"], seed=cfg.get("data_seed", 0))
-    d = cfg["data"]
-    train = {"v1": D.load_v1_train, "1.5": D.load_v15_train, "generic": D.load_generic}[d.get("train_format", "v1")](
-        d["train"])
-    meta = {"v1": D.load_v1_meta, "1.5": D.load_v15_meta, "generic": D.load_meta_generic}[d.get("meta_format", "v1")](
-        d["meta"])
-    return {"train": train, "meta": meta, "eval": [], "corrupted": ()}
-
-
-def load_model(cfg: dict[str, Any], variant: str, seed: int):
-    from rewardkit_dreamprm import load_prm
+def run_one(args: BilevelArguments, config, data: dict[str, Any], accelerator, out: str) -> dict[str, Any]:
+    import torch
+    from rewardkit_dreamprm import DreamPRMTrainer, best_of_n_eval, load_prm
 
     from rewardkit.testing import tiny_model_dir
 
-    torch.manual_seed(seed)
-    path = str(tiny_model_dir("causal_lm")) if cfg.get("model", "tiny") == "tiny" else cfg["model"]
-    return load_prm(path, variant=variant)
-
-
-def run_one(cfg, data, weighting: str, seed: int, accelerator, resume: bool) -> dict[str, Any]:
-    from rewardkit_dreamprm import DreamPRMConfig, DreamPRMTrainer, best_of_n_eval
-
-    tcfg = dict(cfg.get("trainer", {}))
-    tcfg.update(weighting=weighting, seed=seed)
-    name = f"{weighting}_s{seed}"
-    out = os.path.join(cfg["output_dir"], name)
-    tcfg["output_dir"] = out
-    config = DreamPRMConfig.from_dict(tcfg)
-    prm = load_model(cfg, config.variant, seed)
-
-    def show(rec):
-        if is_main():
-            w = " ".join(f"{k}={v:.3f}" for k, v in rec.get("weights", {}).items())
-            ml = f" meta_loss={rec['meta_loss']:.4f}" if "meta_loss" in rec else ""
-            if "lower_loss" in rec and rec["step"] % config.logging_steps == 0:
-                print(f"[{name}] step {rec['step']:5d} lower_loss={rec['lower_loss']:.4f}{ml} {w}", flush=True)
-
-    tr = DreamPRMTrainer(prm, data["train"], data["meta"], config, accelerator=accelerator, callbacks=[show])
-    ckpt = None
-    if resume and os.path.isdir(out):
-        cks = sorted((d for d in os.listdir(out) if d.startswith("checkpoint-")), key=lambda d: int(d.split("-")[1]))
-        ckpt = os.path.join(out, cks[-1]) if cks else None
+    name = f"{config.weighting}_s{config.seed}"
+    torch.manual_seed(config.seed)
+    prm = load_prm(str(tiny_model_dir("causal_lm")) if args.model == "tiny" else args.model, variant=config.variant)
+    show = (lambda r: print(f"[{name}] {json.dumps(r)}", flush=True)) if is_main() else (lambda r: None)
+    trainer = DreamPRMTrainer(prm, data["train"], data["meta"], config, accelerator=accelerator, callbacks=[show])
+    done = sorted((d for d in os.listdir(config.output_dir) if d.startswith("checkpoint-")),
+                  key=lambda d: int(d.split("-")[1])) if args.resume and os.path.isdir(config.output_dir) else []
     t0 = time.time()
-    tr.train(resume_from=ckpt)
-    secs = time.time() - t0
-    res: dict[str, Any] = {"run": name, "weights": tr.weight_table(), "train_seconds": secs,
-                           "lower_ms": 1e3 * sum(tr.timings["lower"]) / max(1, len(tr.timings["lower"])),
-                           "upper_ms": 1e3 * sum(tr.timings["upper"]) / max(1, len(tr.timings["upper"]))}
+    trainer.train(resume_from=os.path.join(config.output_dir, done[-1]) if done else None)
+    res: dict[str, Any] = {"run": name, "weights": trainer.weight_table(), "train_seconds": time.time() - t0,
+                           **{f"{k}_ms": 1e3 * sum(v) / max(1, len(v)) for k, v in trainer.timings.items()}}
     if data["eval"]:
         bon = best_of_n_eval(prm, data["eval"], batch_size=64)
         res.update(bon_accuracy=bon["accuracy"], bon_by_domain=bon["by_domain"], oracle=bon["oracle"],
                    random_pick=bon["mean_candidate"],
                    margin_by_domain={d: round(v, 3) for d, v in bon["margin_by_domain"].items()})
     if is_main():
-        accelerator.unwrap_model(tr.model).save_pretrained(os.path.join(cfg["output_dir"], f"prm_{name}"))
-        with open(os.path.join(cfg["output_dir"], f"history_{name}.json"), "w") as fh:
-            json.dump(tr.history, fh)
-    res["history"] = tr.history
-    return res
+        accelerator.unwrap_model(trainer.model).save_pretrained(os.path.join(out, f"prm_{name}"))
+        with open(os.path.join(out, f"history_{name}.json"), "w") as fh:
+            json.dump(trainer.history, fh)
+    return res | {"history": trainer.history}
 
 
-def plot(results: list[dict[str, Any]], corrupted, path: str) -> None:
+def plot_weights(results: list[dict[str, Any]], corrupted: list[str], path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     runs = [r for r in results if r["run"].startswith(("domain", "instance"))]
-    if not runs:
-        return
-    fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(runs)), figsize=(6 * max(1, len(runs)), 4), squeeze=False)
     for ax, r in zip(axes[0], runs):
         recs = [h for h in r["history"] if "upper_step" in h]
         for d in sorted(recs[0]["weights"]) if recs else []:
-            style = "--" if d in corrupted else "-"
-            ax.plot([h["step"] for h in recs], [h["weights"][d] for h in recs], style,
+            ax.plot([h["step"] for h in recs], [h["weights"][d] for h in recs], "--" if d in corrupted else "-",
                     label=d + (" (corrupted)" if d in corrupted else ""))
-        ax.set_xlabel("lower step")
-        ax.set_ylabel("domain weight")
-        ax.set_title(f"DreamPRM domain weights ({r['run']})")
-        ax.axhline(1.0, color="grey", lw=0.5)
+        ax.set(xlabel="lower step", ylabel="domain weight", title=f"DreamPRM domain weights ({r['run']})")
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def main(argv=None) -> int:
-    from rewardkit.recipes import end_run, load_example_config
-
-    cfg = load_example_config("examples/configs/dreamprm_bilevel.yaml", argv, description=__doc__,
-                              aliases={"max_steps": "trainer.max_steps", "resume": "resume"})
-    resume = bool(cfg.pop("resume", False))  # continue each run from its last checkpoint
+def main(args: BilevelArguments, config) -> dict[str, Any]:
     from accelerate import Accelerator
 
+    from rewardkit.trl import end_run
+
     accelerator = Accelerator()
-    os.makedirs(cfg["output_dir"], exist_ok=True)
-    data = build_data(cfg)
+    out = config.output_dir or "runs/dreamprm_bilevel"
+    os.makedirs(out, exist_ok=True)
+    data = build_data(args)
     if is_main() and data["eval"]:
-        with open(os.path.join(cfg["output_dir"], "eval.jsonl"), "w") as fh:
+        with open(os.path.join(out, "eval.jsonl"), "w") as fh:
             for p in data["eval"]:
                 fh.write(json.dumps({"question": p["question"], "solution": p["answer"], "domain": p["domain"],
                                      "responses": [c.response for c in p["candidates"]]}) + "\n")
-    weighting = cfg.get("trainer", {}).get("weighting", "domain")
-    runs = [weighting] + (["none"] if cfg.get("compare_uniform", True) and weighting != "none" else [])
-    results = [run_one(cfg, data, w, s, accelerator, resume) for s in cfg.get("seeds", [0]) for w in runs]
+    weightings = [config.weighting] + (["none"] if args.compare_uniform and config.weighting != "none" else [])
+    results = [run_one(args, replace(config, weighting=w, seed=s, output_dir=os.path.join(out, f"{w}_s{s}")),
+                       data, accelerator, out) for s in (args.seeds or [config.seed]) for w in weightings]
+    summary = {"corrupted": list(data["corrupted"]), "runs": [{k: v for k, v in r.items() if k != "history"}
+                                                              for r in results]}
     if is_main():
-        plot(results, tuple(data["corrupted"]), os.path.join(cfg["output_dir"], "domain_weights.png"))
-        summary = [{k: v for k, v in r.items() if k != "history"} for r in results]
-        with open(os.path.join(cfg["output_dir"], "summary.json"), "w") as fh:
-            json.dump({"corrupted": list(data["corrupted"]), "runs": summary}, fh, indent=2)
-        print("\nrun            corrupted-domain weight   clean weights (min..max)   BoN acc   (oracle / random pick)")
-        for r in summary:
-            w = r["weights"]
-            bad = [w[d] for d in data["corrupted"] if d in w]
-            good = [v for d, v in w.items() if d not in data["corrupted"]]
-            print(f"{r['run']:14s} {', '.join(f'{x:.3f}' for x in bad) or '-':>24s}   "
-                  f"{(min(good) if good else 0):.3f}..{(max(good) if good else 0):.3f}"
-                  f"{'':14s}{r.get('bon_accuracy', float('nan')):.3f}   "
-                  f"({r.get('oracle', float('nan')):.3f} / {r.get('random_pick', float('nan')):.3f})")
-            print(f"{'':14s} good-bad score margin by domain: {r.get('margin_by_domain')}")
-            print(f"{'':14s} BoN by domain: {r.get('bon_by_domain')}  lower {r['lower_ms']:.0f} ms, "
-                  f"upper {r['upper_ms']:.0f} ms, {r['train_seconds']:.0f} s")
+        plot_weights(results, summary["corrupted"], os.path.join(out, "domain_weights.png"))
+        with open(os.path.join(out, "summary.json"), "w") as fh:
+            json.dump(summary, fh, indent=2)
+        for r in summary["runs"]:
+            print(f"{r['run']}: weights {({d: round(w, 3) for d, w in r['weights'].items()})}, Best-of-N "
+                  f"{r.get('bon_accuracy', float('nan')):.3f} (oracle {r.get('oracle', float('nan')):.3f}, random "
+                  f"{r.get('random_pick', float('nan')):.3f}), by domain {r.get('bon_by_domain')}, good-bad "
+                  f"margin {r.get('margin_by_domain')}")
     end_run(accelerator)
-    return 0
+    return summary
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main(*parse())

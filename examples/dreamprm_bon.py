@@ -1,29 +1,32 @@
 """Best-of-N with DreamPRM PRMs: pick the best of N chains per question, compare PRMs.
 
     python examples/dreamprm_bon.py --data runs/dreamprm_bilevel/eval.jsonl \
-        --prm runs/dreamprm_bilevel/prm_domain_s0 --prm runs/dreamprm_bilevel/prm_none_s0
+        --prm runs/dreamprm_bilevel/prm_domain_s0 runs/dreamprm_bilevel/prm_none_s0
 
 ``--data``: rows ``{question, responses: [N chains], solution}`` (what ``dreamprm_bilevel.py`` writes;
 the ``rewardkit bon`` format). Every candidate is graded by ``math.accuracy``; each PRM scores every
 step, aggregates (v1: mean log-odds, 1.5: mean p('+')) and picks the argmax (ties: the later one,
 as the official code). When the generic ``rewardkit bon`` API (rewardkit-reasonflux) is installed,
-its numbers for ``dreamprm.prm`` are printed too (its ties go to the earlier candidate).
+its numbers for ``dreamprm.prm`` are printed too (its ties go to the earlier candidate). Arguments
+come from flags or a YAML file (``--config``), as in TRL's scripts.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass, field
+from typing import Any
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--prm", action="append", required=True, help="a saved DreamPRM (repeat to compare)")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("-o", "--output")
-    args = ap.parse_args(argv)
+@dataclass
+class BonArguments:
+    data: str = field(metadata={"help": "rows {question, responses, solution} (JSONL / JSON)"})
+    prm: list[str] = field(metadata={"help": "saved DreamPRM models to compare"})
+    batch_size: int = 64
+    output: str | None = field(default=None, metadata={"help": "write the report as JSON here"})
 
+
+def main(args: BonArguments) -> dict[str, Any]:
     from rewardkit_dreamprm import best_of_n_eval, load_prm, make_chain
 
     from rewardkit import get_reward
@@ -37,10 +40,9 @@ def main(argv=None) -> int:
         correct = grader([r["question"]] * len(resp), resp, solution=[r["solution"]] * len(resp))
         problems.append({"candidates": [make_chain(r["question"], x, "heuristic") for x in resp],
                          "correct": [bool(c) for c in correct], "domain": r.get("domain", "all")})
-    report = {}
+    report: dict[str, Any] = {}
     for path in args.prm:
-        prm = load_prm(path)
-        res = best_of_n_eval(prm, problems, batch_size=args.batch_size)
+        res = best_of_n_eval(load_prm(path), problems, batch_size=args.batch_size)
         res.pop("picks")
         report[path] = res
         print(f"{path}: best-of-{len(problems[0]['candidates'])} accuracy {res['accuracy']:.3f} "
@@ -60,8 +62,10 @@ def main(argv=None) -> int:
     if args.output:
         with open(args.output, "w") as fh:
             json.dump(report, fh, indent=2)
-    return 0
+    return report
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from trl import TrlParser
+
+    main(*TrlParser(BonArguments).parse_args_and_config())

@@ -9,6 +9,7 @@ __version__ = _version("rewardkit")  # the version lives in pyproject.toml alone
 from rewardkit.answer_check import last_boxed
 from rewardkit.compose import RewardSet, compose, compose_from_yaml
 from rewardkit.hookspecs import hookimpl
+from rewardkit.lazy import lazy_exports
 from rewardkit.plugins import get_hook, get_reward, list_hooks, list_plugins, list_rewards
 from rewardkit.reward import (
     STEP_SCORES,
@@ -24,7 +25,15 @@ from rewardkit.reward import (
     completion_text,
     message_text,
 )
-from rewardkit.trajectory import Splitter, Step, split_steps, split_thinking, step_token_ends, token_char_ends
+from rewardkit.trajectory import (
+    Splitter,
+    Step,
+    split_steps,
+    split_thinking,
+    step_token_ends,
+    strip_span,
+    token_char_ends,
+)
 
 # imported on first use (``import rewardkit`` stays light: no torch, no HTTP stack)
 _LAZY = {
@@ -35,12 +44,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'rewardkit' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
@@ -65,6 +69,7 @@ __all__ = [
     "get_hook",
     "get_reward",
     "hookimpl",
+    "lazy_exports",
     "last_boxed",
     "list_hooks",
     "list_plugins",
@@ -73,5 +78,6 @@ __all__ = [
     "split_steps",
     "split_thinking",
     "step_token_ends",
+    "strip_span",
     "token_char_ends",
 ]

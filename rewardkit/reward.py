@@ -121,13 +121,15 @@ class CallRecord:
 
     ``values`` are the rewards returned; ``details[key]`` holds one entry per row, as the reward
     shared it with :meth:`Batch.share` (``"step_scores"`` for every :class:`ProcessReward`);
-    ``metrics`` are the statistics it logged with :meth:`Batch.log_metric`. A reward replaces its
-    record as a whole at the end of each call, so a reader never sees half of one call.
+    ``metrics`` are the statistics it logged with :meth:`Batch.log_metric`; ``texts`` are the
+    completion texts it scored (after decoding fixes), which step spans index into. A reward
+    replaces its record as a whole at the end of each call, so a reader never sees half of one call.
     """
 
     values: list[float | None] = field(default_factory=list)
     details: dict[str, list[Any]] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    texts: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -408,7 +410,7 @@ class Reward:
         self._report(batch)
         # a batch that failed as a whole (on_error="none") shared nothing or half: keep rows aligned
         details = {k: (v if len(v) == len(out) else [None] * len(out)) for k, v in batch.details.items()}
-        self.last_call = CallRecord(list(out), details, dict(batch.metrics))
+        self.last_call = CallRecord(list(out), details, dict(batch.metrics), batch.texts)
         return out
 
     def _check_values(self, batch: Batch, preset: dict[int, float | None], values: Sequence[Any]) -> list[float | None]:

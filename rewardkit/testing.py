@@ -20,6 +20,37 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "BUILD_VERSION",
+    "CHAT_TEMPLATE",
+    "CraftedPickle",
+    "LogCapture",
+    "SPECIAL_TOKENS",
+    "STEP_TAG",
+    "VLM_CHAT_TEMPLATE",
+    "VLM_SPECIAL_TOKENS",
+    "build_smollm2",
+    "build_tiny_causal_lm",
+    "build_tiny_prm",
+    "build_tiny_reward_model",
+    "build_tiny_vlm",
+    "build_tokenizer",
+    "build_vlm_tokenizer",
+    "cache_root",
+    "free_port",
+    "resolve_model",
+    "resolve_vlm",
+    "smollm2_dir",
+    "smollm2_gguf_path",
+    "tiny_grpo_config",
+    "tiny_images",
+    "tiny_model_dir",
+    "tiny_prompt_dataset",
+    "tiny_vlm_dir",
+    "wait_for_health",
+    "write_plugin_distribution",
+]
+
 BUILD_VERSION = "1"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "<|step|>", "<extra_0>"]
 EXTRA_WORDS = ["<think>", "</think>", "\\boxed{", "}", "Step", "answer", "The answer is", "correct", "incorrect",
@@ -353,6 +384,25 @@ def resolve_model(name: str | None, state: Any = None, *, kind: str = "causal_lm
         return str(name), False
     with first:
         return str(tiny_model_dir(kind, seed=seed)), True
+
+
+def resolve_vlm(name: str | None, state: Any = None, *, seed: int = 0) -> tuple[str, Any, bool]:
+    """The VLM an example trains and its processor: ``"tiny"``/None is the offline tiny Qwen2.5-VL
+    (built by the main process first when ``state``, an accelerate ``PartialState``, is given),
+    anything else a Hub id or path. Returns ``(model, processor, is_tiny)``; pass the processor to
+    the trainer as ``processing_class`` (TRL's own ``AutoProcessor`` call needs torchvision)."""
+    from contextlib import nullcontext
+
+    from rewardkit.vision import is_vlm_processor, load_processor
+
+    tiny = name in (None, "tiny")
+    if tiny:
+        with state.main_process_first() if state is not None else nullcontext():
+            name = str(tiny_vlm_dir(seed=seed))
+    processor = load_processor(name, padding_side="left", truncation_side="left")
+    if not is_vlm_processor(processor):
+        raise ValueError(f"{name} is not a vision-language model (its processor takes no images)")
+    return str(name), processor, tiny
 
 
 def tiny_grpo_config(output_dir: str | Path, **overrides: Any):

@@ -21,6 +21,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "IMAGE_COLUMNS",
+    "VISION_TOWER_NAMES",
+    "VisionTowerProbe",
+    "decode_image",
+    "encode_image",
+    "is_vlm_processor",
+    "load_processor",
+    "messages_images",
+    "multimodal_messages",
+    "row_images",
+    "save_processor",
+    "tokenizer_of",
+    "vision_tower",
+    "without_video",
+]
+
 IMAGE_COLUMNS = ("image", "images")
 
 
@@ -224,21 +241,3 @@ class VisionTowerProbe:
     def close(self) -> None:
         self._handle.remove()
 
-
-def resolve_vlm(name: str | None, state: Any = None, *, seed: int = 0) -> tuple[str, Any, bool]:
-    """The VLM an example trains and its processor: ``"tiny"``/None is the offline tiny Qwen2.5-VL
-    (built by the main process first when ``state``, an accelerate ``PartialState``, is given),
-    anything else a Hub id or path. Returns ``(model, processor, is_tiny)``; pass the processor to
-    the trainer as ``processing_class`` (TRL's own ``AutoProcessor`` call needs torchvision)."""
-    from contextlib import nullcontext
-
-    tiny = name in (None, "tiny")
-    if tiny:
-        from rewardkit.testing import tiny_vlm_dir
-
-        with state.main_process_first() if state is not None else nullcontext():
-            name = str(tiny_vlm_dir(seed=seed))
-    processor = load_processor(name, padding_side="left", truncation_side="left")
-    if not is_vlm_processor(processor):
-        raise ValueError(f"{name} is not a vision-language model (its processor takes no images)")
-    return str(name), processor, tiny

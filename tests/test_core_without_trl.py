@@ -51,8 +51,8 @@ SCORE_BATCH = textwrap.dedent("""
     allowed_failures = set(json.loads(sys.argv[1]))  # plugins that declare trl as a dependency
     assert set(errors) <= allowed_failures, errors
 
-    # every core module imports (the TRL integration and the TRL recipes are allowed to need TRL)
-    skip = ("rewardkit.trl", "rewardkit.recipes")
+    # every core module imports (the TRL integration is allowed to need TRL)
+    skip = ("rewardkit.trl",)
     failed = {}
     for m in pkgutil.walk_packages(rewardkit.__path__, "rewardkit."):
         if m.name.startswith(skip):

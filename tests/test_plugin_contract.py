@@ -149,3 +149,21 @@ def test_log_metrics_lands_in_the_real_trainers_log_history(tmp_path):
     # the reward's own statistic went through TRL's log_metric into the same log lines
     assert all("rewardkit/parity/mean_length" in h for h in logged)
     assert logged[-1]["counting/mean_length"] == pytest.approx(parity.last_call.metrics["rewardkit/parity/mean_length"])
+
+
+def test_lazy_exports_imports_a_name_on_first_use_and_keeps_it(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from rewardkit import lazy_exports
+
+    (tmp_path / "lazy_target_mod.py").write_text("LOADS = 0\nclass Thing: pass\nLOADS += 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pkg = types.ModuleType("lazy_pkg")
+    pkg.__getattr__ = lazy_exports("lazy_pkg", {"Thing": "lazy_target_mod", "OldThing": "lazy_target_mod:Thing"})
+    monkeypatch.setitem(sys.modules, "lazy_pkg", pkg)
+    assert "lazy_target_mod" not in sys.modules
+    assert pkg.OldThing is pkg.Thing is sys.modules["lazy_target_mod"].Thing
+    assert "Thing" in vars(pkg) and sys.modules["lazy_target_mod"].LOADS == 1  # kept, imported once
+    with pytest.raises(AttributeError, match="module 'lazy_pkg' has no attribute 'Nope'"):
+        getattr(pkg, "Nope")  # noqa: B009

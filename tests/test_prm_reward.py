@@ -44,7 +44,7 @@ def test_reward_protocol_spans_and_reducer(prm_path):
     assert steps.scores == pytest.approx(direct, abs=1e-6)
     assert out[0] == pytest.approx(sum(direct) / 3, abs=1e-6)
     assert log.metrics["rewardkit/prm/steps_mean"] == [3.0]
-    assert reward.last_texts == [text]
+    assert reward.last_call.texts == [text]
 
 
 @pytest.mark.parametrize("reducer", ["min", "mean", "last", "prod", "mean_logodds", "softmax_weighted"])

@@ -170,7 +170,7 @@ class Spy(ProcessAdvantageHook):
         out = super().after_rollout(trainer, inputs, output)
         prm = [f for f in trainer.reward_funcs if isinstance(f, ProcessReward)][0]
         self.seen.append({k: out[k].clone() for k in ("advantages", "completion_mask", "completion_ids")}
-                         | {"steps": list(prm.last_step_scores), "texts": list(getattr(prm, "last_texts", []))})
+                         | {"steps": list(prm.last_step_scores), "texts": list(prm.last_call.texts)})
         return out
 
 

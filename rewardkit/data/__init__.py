@@ -7,6 +7,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "DATA_DIR",
+    "INSTRUCTION",
+    "load_arithmetic",
+    "load_records",
+    "read_jsonl",
+    "to_prompt",
+]
+
 DATA_DIR = Path(__file__).resolve().parent
 INSTRUCTION = "Solve the problem. Put the final answer in \\boxed{}."
 

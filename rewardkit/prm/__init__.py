@@ -5,6 +5,7 @@
 >>> trainer = GRPOTrainer(model=..., reward_funcs=[reward], ...)      # doctest: +SKIP
 """
 
+from rewardkit.prm.multimodal import prompt_images
 from rewardkit.prm.reward import PRMReward, prm_reward, prompt_text
 from rewardkit.prm.scorers import (
     BACKENDS,
@@ -33,6 +34,7 @@ __all__ = [
     "get_reducer",
     "make_scorer",
     "prm_reward",
+    "prompt_images",
     "prompt_text",
     "reduce_steps",
 ]

@@ -33,7 +33,7 @@ class PRMReward(ProcessReward):
     with ``think=True`` only the ``<think>`` part is split when there is one), the scorer gives
     one score per step, and ``reducer`` turns them into TRL's scalar. Per-step scores and the
     character span of each step stay in :attr:`last_step_scores` for trainer hooks such as
-    ``prm.process_advantage``; the texts they index into stay in :attr:`last_texts`.
+    ``prm.process_advantage``; the texts they index into are ``last_call.texts``.
 
     Args:
         scorer: a :class:`StepScorer`, or a dict ``{"backend": "tagged", "model": path, ...}``.
@@ -63,7 +63,6 @@ class PRMReward(ProcessReward):
         self.splitter = splitter
         self.think = think
         self.max_steps = max_steps
-        self.last_texts: list[str] = []
 
     @property
     def image_columns(self) -> tuple[str, ...]:
@@ -110,7 +109,6 @@ class PRMReward(ProcessReward):
         batch.counts.update({k: v for k, v in stats.items() if k in SCORER_STATS})
         for i, spans, sc in zip(rows, spans_of, scores):
             out[i] = None if sc is None else StepScores([float(x) for x in sc], list(spans))
-        self.last_texts = list(batch.texts)
         return out
 
     def log_components(self, batch: Batch) -> None:

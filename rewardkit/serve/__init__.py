@@ -13,7 +13,7 @@ stays fast and works without the extra installed.
 
 from __future__ import annotations
 
-from typing import Any
+from rewardkit.lazy import lazy_exports
 
 _LAZY = {
     "RemoteReward": "rewardkit.serve.client",
@@ -32,13 +32,5 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+__getattr__ = lazy_exports(__name__, _LAZY)
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'rewardkit.serve' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__

@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 from typing import Any
+
+from rewardkit.serve.errors import BadRequest
 
 OPEN_PATHS = ("/health",)  # without a token /health says only {"status": "ok"} (load-balancer probes)
 
@@ -157,3 +160,25 @@ def header_timeout_protocol(header_timeout_s: float) -> type:
             super().connection_lost(exc)
 
     return HeaderTimeoutH11Protocol
+
+
+def resolve_under(root: str | None, value: Any, *, reward: str, column: str) -> Any:
+    """A file-path column value, as an absolute real path inside ``root``; BadRequest otherwise.
+
+    The message names the path the client sent, never anything read from a file."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"reward {reward!r}: column {column!r} holds file paths; got {type(value).__name__}")
+    if root is None:
+        raise BadRequest(f"reward {reward!r} reads files named in column {column!r}; this server was started "
+                         "without --data-root, so it reads no client-named files (send the content instead, "
+                         "or start it with --data-root DIR)")
+    base = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(base, value))
+    if os.path.commonpath([base, path]) != base:
+        raise BadRequest(f"reward {reward!r}: column {column!r} path {value!r} is outside the server's data root")
+    if not os.path.isfile(path):
+        raise BadRequest(f"reward {reward!r}: column {column!r} path {value!r} is not a file under the "
+                         "server's data root")
+    return path

@@ -28,7 +28,7 @@ def _one(value: Any, *, root: str | None, reward: str, where: str) -> Any:
         raise BadRequest(f"reward {reward!r}: {where}: an image is a data URL, {{'base64': ...}} or a path; "
                          f"got {type(value).__name__}")
     if is_path:
-        from rewardkit.serve.server import resolve_under
+        from rewardkit.serve.guard import resolve_under
 
         path = value["path"] if isinstance(value, dict) else value
         value = resolve_under(root, path, reward=reward, column=where)

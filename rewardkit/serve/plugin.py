@@ -55,7 +55,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     p.add_argument("--reward", action="append", default=[], metavar="NAME",
                    help="a registered reward to serve under its name; repeat for several")
-    p.add_argument("--spec", help="a YAML compose spec ({alias: {reward?, **params}}); weights are ignored")
+    p.add_argument("--spec", help="a YAML compose spec ({alias: {reward?, **params}}); its weights make /get_reward's total")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import MODULE and register it as a plugin first (its @hookimpl functions)")
     p.add_argument("--host", default="127.0.0.1")

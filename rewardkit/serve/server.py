@@ -35,7 +35,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ipaddress
-import os
 import socket
 import sys
 import threading
@@ -57,7 +56,7 @@ from rewardkit.serve.errors import (  # noqa: F401 - re-exported: the server's e
     Unauthorized,
     UnknownReward,
 )
-from rewardkit.serve.guard import Guard, header_timeout_protocol
+from rewardkit.serve.guard import Guard, header_timeout_protocol, resolve_under
 from rewardkit.serve.worker import STAT_KEYS, Job, ProcessWorker, ThreadWorker
 
 TOKEN_ENV = "REWARDKIT_SERVE_TOKEN"
@@ -257,28 +256,6 @@ def _is_completion(c: Any) -> bool:
     if isinstance(c, dict):
         return True
     return isinstance(c, list) and all(isinstance(m, dict) for m in c)
-
-
-def resolve_under(root: str | None, value: Any, *, reward: str, column: str) -> Any:
-    """A file-path column value, as an absolute real path inside ``root``; BadRequest otherwise.
-
-    The message names the path the client sent, never anything read from a file."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise BadRequest(f"reward {reward!r}: column {column!r} holds file paths; got {type(value).__name__}")
-    if root is None:
-        raise BadRequest(f"reward {reward!r} reads files named in column {column!r}; this server was started "
-                         "without --data-root, so it reads no client-named files (send the content instead, "
-                         "or start it with --data-root DIR)")
-    base = os.path.realpath(root)
-    path = os.path.realpath(os.path.join(base, value))
-    if os.path.commonpath([base, path]) != base:
-        raise BadRequest(f"reward {reward!r}: column {column!r} path {value!r} is outside the server's data root")
-    if not os.path.isfile(path):
-        raise BadRequest(f"reward {reward!r}: column {column!r} path {value!r} is not a file under the "
-                         "server's data root")
-    return path
 
 
 class RewardServer:

@@ -6,9 +6,7 @@ importing torch, transformers or TRL (listing plugins must stay cheap).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from rewardkit.lazy import lazy_exports
 from rewardkit.trl.hooks import TrainerHook
 
 _LAZY = {
@@ -17,9 +15,9 @@ _LAZY = {
     "read_hook_state": "rewardkit.trl.build",
     "save_state": "rewardkit.trl.hook_state",
     "load_state": "rewardkit.trl.hook_state",
-    "TRLCompatError": "rewardkit.trl.build",
+    "TRLCompatError": "rewardkit.trl.compat",
     "build_trainer": "rewardkit.trl.build",
-    "check_trl_compat": "rewardkit.trl.build",
+    "check_trl_compat": "rewardkit.trl.compat",
     "load_hook_state": "rewardkit.trl.build",
     "generate_completions": "rewardkit.trl.generation",
     "ProcessAdvantageHook": "rewardkit.trl.process_advantage",
@@ -44,10 +42,4 @@ _LAZY = {
 __all__ = ["TrainerHook", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rewardkit.trl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rewardkit.trl.build import check_trl_compat
+from rewardkit.trl.compat import check_trl_compat
 
 
 def generate_completions(trainer: Any, prompt_ids: Sequence[Sequence[int]]

@@ -88,7 +88,7 @@ class TrainerHook:
         """Log this step's statistics with the trainer's own metrics: averaged over the logging
         interval and written with ``loss`` and ``reward`` (``trainer.state.log_history``, every
         ``report_to`` logger), under the train or eval mode the model is in."""
-        from rewardkit.trl.build import trainer_metric_store
+        from rewardkit.trl.compat import trainer_metric_store
 
         store = trainer_metric_store(trainer)
         for key, value in values.items():

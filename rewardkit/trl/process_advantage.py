@@ -201,8 +201,8 @@ class ProcessAdvantageHook(TrainerHook):
             col = glob.sum(dim=0).tolist()
             totals = [totals[0] + col[0], totals[1] + col[1], totals[2] + col[2]]
             if char_ends is None and any(s is not None and s.scores for s in rows):
-                texts = getattr(reward, "last_texts", None)
-                texts = list(texts) if texts is not None and len(texts) == B else [None] * B
+                texts = reward.last_call.texts  # the spans index into the texts the reward scored
+                texts = list(texts) if len(texts) == B else [None] * B
                 ids_rows = [completion_ids[i, :int(lengths[i])].tolist() for i in range(B)]
                 char_ends = batch_char_ends(ids_rows, texts, tokenizer)
             start = accelerator.process_index * B

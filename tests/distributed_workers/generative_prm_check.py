@@ -44,9 +44,8 @@ def main() -> int:
     from trl import GRPOTrainer
 
     from rewardkit.prm import PrefixScorer, PRMReward
-    from rewardkit.trl import end_run
     from rewardkit.testing import tiny_grpo_config, tiny_model_dir, tiny_prompt_dataset
-    from rewardkit.trl import zero_stage
+    from rewardkit.trl import end_run, zero_stage
 
     path = str(tiny_model_dir("causal_lm"))
     # the trainer sets up the DeepSpeed state the scorer's model is prepared under (it never trains)

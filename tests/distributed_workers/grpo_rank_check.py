@@ -56,7 +56,6 @@ def main() -> None:
 
     from rewardkit import Reward, compose, get_hook
     from rewardkit.prm import PRMReward, TaggedScorer
-    from rewardkit.trl import end_run
     from rewardkit.reducers import reduce_steps
     from rewardkit.testing import tiny_grpo_config, tiny_model_dir, tiny_prompt_dataset
     from rewardkit.trl import (
@@ -64,6 +63,7 @@ def main() -> None:
         TrainerHook,
         build_trainer,
         check_world_size,
+        end_run,
         zero_stage,
     )
 

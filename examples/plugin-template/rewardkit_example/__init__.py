@@ -3,15 +3,11 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rewardkit import lazy_exports
 
 _LAZY = {"KeywordReward": "rewardkit_example.rewards", "RolloutCounterHook": "rewardkit_example.hooks",
          "grpo_kwargs": "rewardkit_example.config"}
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'rewardkit_example' has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from rewardkit.trl import TrainerHook
-
 from rewardkit_example.rewards import KeywordReward
 
 

@@ -27,8 +27,7 @@ from typing import Any
 
 import torch
 
-ADAM_IMPLS = ("transformers", "torch")
-SCHEDULES = ("step", "cosine", "constant")
+from rewardkit_dreamprm.config import ADAM_IMPLS, SCHEDULES
 
 
 class LegacyAdamW(torch.optim.Optimizer):

@@ -1,4 +1,4 @@
-"""rewardkit entry point of the DreamPRM plugin."""
+"""rewardkit entry point of the DreamPRM plugin: registration only (the classes load when first asked for)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from rewardkit import hookimpl
 
 
 def _reward(**params):
-    from rewardkit_dreamprm.reward import DreamPRMReward
+    from rewardkit_dreamprm.rewards import DreamPRMReward
 
     return DreamPRMReward(**params)
 
 
 def _hook(**params):
-    from rewardkit_dreamprm.hook import BilevelHook
+    from rewardkit_dreamprm.hooks import BilevelHook
 
     return BilevelHook(**params)
 

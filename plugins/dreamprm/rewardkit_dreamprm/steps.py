@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewardkit.trajectory import split_steps, strip_span
+from rewardkit import split_steps, strip_span
 
 Span = tuple[int, int]
 

@@ -27,16 +27,17 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from rewardkit.trl import load_state, save_state
+from rewardkit_dreamprm.config import DreamPRMConfig
 from rewardkit_dreamprm.models import StepOutputs, _PRMBase
 from rewardkit_dreamprm.objectives import lower_losses, meta_losses
-from rewardkit_dreamprm.optim import ADAM_IMPLS, SCHEDULES, make_adamw, make_scheduler
+from rewardkit_dreamprm.optim import make_adamw, make_scheduler
 from rewardkit_dreamprm.steps import Chain
 from rewardkit_dreamprm.weights import DomainWeights, InstanceNet, InstanceTable, UniformWeights
 
@@ -74,81 +75,6 @@ class MetaExample:
     chain: Chain
     correct: bool
     id: str = ""
-
-
-@dataclass
-class DreamPRMConfig:
-    """Every knob of the bi-level run. Defaults are DreamPRM v1's official values; use
-    :meth:`v15` for DreamPRM-1.5's."""
-
-    variant: str = "v1"                   # "v1" (value head, MSE) | "1.5" (generative +/-, CE)
-    weighting: str = "domain"             # "domain" | "instance_table" | "instance_net" | "none" (baseline)
-    instance_activation: str = "clip"     # instance table: clip[-1,3] | leaky_relu | relu | identity
-    instance_net_hidden: int = 10
-    instance_net_detach: bool = False     # official: the net's features keep their graph into φ
-    lr: float = 5e-7
-    weight_decay: float = 0.0             # v1 passes no weight decay to the lower AdamW
-    adam_eps: float = 1e-6                # transformers.AdamW's default eps, used by both official trainers
-    adam_impl: str = "transformers"       # "transformers" (official: optim.LegacyAdamW) | "torch" (torch.optim.AdamW)
-    lr_scheduler: str = "step"            # "step" (v1: StepLR 5000, 0.5) | "cosine" (1.5, warm-up) | "constant"
-    meta_lr_scheduler: str = "constant"   # v1: none; 1.5: "cosine" (same warm-up/horizon, stepped per upper step)
-    step_size: int = 5000
-    gamma: float = 0.5
-    warmup_ratio: float = 0.05
-    max_grad_norm: float | None = None    # 1.5: 1.0
-    meta_lr: float = 0.01
-    meta_weight_decay: float = 1e-3       # v1 takes it from --weight_decay (1e-3)
-    meta_max_grad_norm: float | None = None
-    unroll_steps: int = 5                 # lower steps per upper step (v1 5, 1.5 1)
-    batch_size: int = 1
-    meta_batch_size: int = 1
-    max_steps: int = 10_000               # lower steps
-    hypergradient: str = "darts"          # "darts" | "exact"
-    darts_alpha: float = 0.01
-    exact_step_size: float | None = None
-    meta_target: str = "both"             # 1.5 meta loss: "both" | "+"
-    logodds_eps: float = 1e-6
-    perturb_eval_mode: bool = True        # run the two perturbed forwards without dropout
-    seed: int = 0
-    logging_steps: int = 10
-    save_steps: int = 0
-    output_dir: str | None = None
-
-    @classmethod
-    def v15(cls, **overrides: Any) -> DreamPRMConfig:
-        """DreamPRM-1.5's official values (main_table.py + run_table.sh): transformers' AdamW (eps 1e-6)
-        at both levels, cosine with 5% warm-up at both levels, grad-clip 1.0 at both levels."""
-        base = dict(variant="1.5", weighting="instance_table", lr=5e-5, weight_decay=0.01, adam_eps=1e-6,
-                    adam_impl="transformers", lr_scheduler="cosine", meta_lr_scheduler="cosine", max_grad_norm=1.0,
-                    meta_lr=5e-3, meta_weight_decay=1e-3, meta_max_grad_norm=1.0, unroll_steps=1,
-                    max_steps=100_000)
-        base.update(overrides)
-        return cls(**base)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DreamPRMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown DreamPRM config keys {unknown}")
-        if str(d.get("variant", "v1")) == "1.5":
-            return cls.v15(**d)
-        return cls(**d)
-
-    def validate(self) -> None:
-        if self.variant not in ("v1", "1.5"):
-            raise ValueError(f"variant must be 'v1' or '1.5', got {self.variant!r}")
-        if self.weighting not in ("domain", "instance_table", "instance_net", "none"):
-            raise ValueError(f"unknown weighting {self.weighting!r}")
-        if self.hypergradient not in ("darts", "exact"):
-            raise ValueError(f"hypergradient must be 'darts' or 'exact', got {self.hypergradient!r}")
-        if self.batch_size < 1 or self.meta_batch_size < 1 or self.unroll_steps < 1:
-            raise ValueError("batch sizes and unroll_steps must be >= 1")
-        if self.adam_impl not in ADAM_IMPLS:
-            raise ValueError(f"adam_impl must be one of {ADAM_IMPLS}, got {self.adam_impl!r}")
-        for kind in (self.lr_scheduler, self.meta_lr_scheduler):
-            if kind not in SCHEDULES:
-                raise ValueError(f"lr scheduler must be one of {SCHEDULES}, got {kind!r}")
 
 
 def level_optimizer(params: Sequence[torch.Tensor], config: DreamPRMConfig, level: str):

@@ -326,7 +326,8 @@ def run_vision_toy(model: str | None = "tiny", *, variant: str = "v1", weighting
     import time
 
     from rewardkit_dreamprm.bon import best_of_n_eval
-    from rewardkit_dreamprm.trainer import DreamPRMConfig, DreamPRMTrainer
+    from rewardkit_dreamprm.config import DreamPRMConfig
+    from rewardkit_dreamprm.trainer import DreamPRMTrainer
 
     if threads:
         torch.set_num_threads(threads)

@@ -12,8 +12,10 @@ import pytest
 import torch
 from _dreamprm_util import v1_prm
 from rewardkit_dreamprm import Chain, DreamPRMConfig, DreamPRMReward, make_chain
-from rewardkit_dreamprm.reward import released_mean_logodds
+from rewardkit_dreamprm.rewards import released_mean_logodds
 from rewardkit_dreamprm.trainer import level_optimizer
+
+from rewardkit import STEP_SCORES
 
 TABLES = Path(__file__).parent / "conformance"
 
@@ -47,7 +49,7 @@ def test_official_reward_scores_exactly_the_released_prefixes(official_reward):
     prefix user turn) and aggregates as released: one run over every response of the split table."""
     texts = [c["input"]["response"] for c in SPLIT]
     values = official_reward(["Q"] * len(texts), texts)
-    steps = official_reward.last_step_scores
+    steps = official_reward.last_call.detail(STEP_SCORES)
     prm = official_reward.scorer.prm
     for case, v, s in zip(SPLIT, values, steps):
         pre = case["expected"]["prefixes"]

@@ -11,7 +11,7 @@ import torch
 from _dreamprm_util import small_toy, v1_prm
 from rewardkit_dreamprm import make_chain
 
-from rewardkit import get_hook, get_reward
+from rewardkit import STEP_SCORES, get_hook, get_reward
 from rewardkit.reducers import logodds
 
 RESP = ["Step 1: 2 + 3 = 5.\nStep 2: 5 + 4 = 9.\nFinal answer: 9",
@@ -33,7 +33,10 @@ def test_registered_reward_mean_logodds_by_hand(saved_prm, log_capture):
     vals = r(["Compute 2 + 3 + 4."] * 3, RESP, **log_capture.kwargs())
     assert vals[2] is None  # no steps: no process score, counted
     assert log_capture.metrics["rewardkit/dreamprm.prm/none"] == [1.0]
-    steps = r.last_step_scores
+    # 4 step prefixes fit one forward; the count reaches the logs and the call record
+    assert log_capture.metrics["rewardkit/dreamprm.prm/forwards"] == [1.0]
+    assert r.last_call.metrics["rewardkit/dreamprm.prm/forwards"] == 1.0
+    steps = r.last_call.detail(STEP_SCORES)
     assert [len(s.scores) for s in steps[:2]] == [2, 2]
     # the final-answer line is not a scored step in v1
     assert RESP[0][steps[0].spans[-1][0]:steps[0].spans[-1][1]] == "Step 2: 5 + 4 = 9."
@@ -60,7 +63,7 @@ def test_chat_completions_and_15_mean(tmp_path):
     prompts = [[{"role": "user", "content": "Compute 2 + 3 + 4."}]]
     comps = [[{"role": "assistant", "content": RESP[0]}]]
     v = r(prompts, comps)
-    s = r.last_step_scores[0]
+    s = r.last_call.detail(STEP_SCORES)[0]
     assert len(s.scores) == 3  # 1.5 appends the final answer as a step
     assert v[0] == pytest.approx(sum(s.scores) / 3, rel=1e-6)
     assert all(0.0 < x < 1.0 for x in s.scores)
@@ -109,6 +112,8 @@ def test_grpo_run_with_reward_and_bilevel_hook_resumes(tmp_path, tiny_model_path
     assert len(hook.bilevel.meta_data) > len(toy["meta"])
     logged = [h for h in trainer.state.log_history if "dreamprm/weight/add" in h]
     assert logged
+    # the phase's losses reach the policy trainer's logs too (TrainerHook.log_metrics)
+    assert all(math.isfinite(h["dreamprm/meta_loss"]) and h["dreamprm/lower_loss"] >= 0 for h in logged)
     table = hook.bilevel.weight_table()
     assert any(abs(w - 1) > 1e-5 for w in table.values())
     # resume: a fresh hook gets the weights and the PRM back from the checkpoint
@@ -130,7 +135,7 @@ def test_grpo_run_with_reward_and_bilevel_hook_resumes(tmp_path, tiny_model_path
 
 
 def test_dreamprm_prm_drives_core_token_level_advantages(tmp_path, tiny_model_path, saved_prm):
-    """dreamprm.prm is a ProcessReward: the core process_advantage hook turns its step scores into
+    """dreamprm.prm is a ProcessReward: the core prm.process_advantage hook turns its step scores into
     per-token advantages in a real GRPO run."""
     from trl import GRPOTrainer
 
@@ -138,7 +143,7 @@ def test_dreamprm_prm_drives_core_token_level_advantages(tmp_path, tiny_model_pa
     from rewardkit.trl import build_trainer
 
     reward = get_reward("dreamprm.prm", model=str(saved_prm))
-    hook = get_hook("process_advantage", mode="process_supervision")
+    hook = get_hook("prm.process_advantage", mode="process_supervision")
     trainer = build_trainer(GRPOTrainer, hooks=[hook], model=str(tiny_model_path), reward_funcs=[reward],
                             args=tiny_grpo_config(tmp_path / "pa", max_steps=1), train_dataset=tiny_prompt_dataset(4))
     trainer.train()

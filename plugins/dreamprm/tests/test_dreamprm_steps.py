@@ -88,7 +88,7 @@ def test_one_line_headers_and_final_answer_are_split():
     "1. a = 2\n2. b = 3. Final answer: 5",
 ])
 def test_final_answer_is_never_inside_a_scored_step_or_prefix(text):
-    from rewardkit_dreamprm.reward import v1_chain
+    from rewardkit_dreamprm.rewards import v1_chain
 
     for chain in (make_chain("Q", text, "dreamprm"), make_chain("Q", text, "heuristic"), v1_chain("Q", text)):
         assert len(chain) >= 1 or "Step" not in text

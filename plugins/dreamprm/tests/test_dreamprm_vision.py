@@ -158,7 +158,7 @@ def test_the_text_toy_claim_holds_on_images():
 def test_dreamprm_reward_scores_image_rows_with_a_saved_vision_prm(tmp_path):
     """``dreamprm.prm`` on a saved VLM PRM: the row's image (chat prompt part or ``image`` column)
     goes into the chain it scores; without the image the scores differ."""
-    from rewardkit_dreamprm.reward import DreamPRMReward, load_prm
+    from rewardkit_dreamprm.rewards import DreamPRMReward, load_prm
 
     prm = vprm(VisionValueHeadPRM)
     prm.save_pretrained(str(tmp_path / "vprm"))

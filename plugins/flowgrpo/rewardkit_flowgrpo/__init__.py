@@ -10,8 +10,7 @@ transformers or TRL.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rewardkit import lazy_exports
 
 _LAZY = {
     # rewards.py, hooks.py, config.py
@@ -37,10 +36,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rewardkit_flowgrpo' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"rewardkit_flowgrpo.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, {name: f"rewardkit_flowgrpo.{module}" for name, module in _LAZY.items()})

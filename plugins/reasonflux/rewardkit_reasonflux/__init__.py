@@ -11,9 +11,9 @@ Names load lazily: importing the package imports neither torch, transformers nor
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import version as _version
-from typing import Any
+
+from rewardkit import lazy_exports
 
 __version__ = _version("rewardkit-reasonflux")  # the version lives in pyproject.toml alone
 
@@ -52,10 +52,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rewardkit_reasonflux' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -5,9 +5,9 @@ Names load lazily, so importing the package (and listing plugins) imports no tor
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import version as _version
-from typing import Any
+
+from rewardkit import lazy_exports
 
 __version__ = _version("rewardkit-rewardmap")  # the version lives in pyproject.toml alone
 
@@ -24,10 +24,4 @@ _LAZY = {
 __all__ = [*_LAZY, "__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rewardkit_rewardmap' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -4,7 +4,7 @@ The rewards and the curriculum hook are the same as for text; what changes is th
 by ``make_dataset(..., images=True)`` or ``load_reasonmap(..., with_images=True)`` hold a chat prompt
 with an image placeholder and an ``images`` column; TRL's GRPOTrainer fills the placeholder, the
 processor expands it into image tokens and the vision tower encodes the map. :func:`vlm_trainer`
-builds that trainer (the processor passed explicitly, see :func:`rewardkit.vision.resolve_vlm`).
+builds that trainer (the processor passed explicitly, see :func:`rewardkit.testing.resolve_vlm`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from rewardkit import get_hook, get_reward
-from rewardkit.vision import VisionTowerProbe, resolve_vlm
+from rewardkit.testing import resolve_vlm
+from rewardkit.vision import VisionTowerProbe
 from rewardkit_rewardmap.data import make_dataset
 
 

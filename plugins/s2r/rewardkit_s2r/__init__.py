@@ -18,8 +18,7 @@ Names load on first use, so importing the package imports no torch, transformers
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rewardkit import lazy_exports
 
 # eager, and light (only the standard library): the function ``parse`` shares its name with the module
 # ``rewardkit_s2r.parse``, which a lazy name would lose to once the module is imported
@@ -47,10 +46,4 @@ _LAZY: dict[str, tuple[str, str]] = {
 __all__ = sorted([*_LAZY, "parse"])
 
 
-def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'rewardkit_s2r' has no attribute {name!r}")
-    value = getattr(importlib.import_module(target[0]), target[1])
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, {name: f"{module}:{attr}" for name, (module, attr) in _LAZY.items()})

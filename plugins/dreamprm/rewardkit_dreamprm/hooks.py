@@ -5,8 +5,10 @@ runs ``steps_per_phase`` lower steps (with an upper step every ``unroll_steps``)
 ``dreamprm.prm`` reward in the same trainer scores with, so the policy is rewarded by the
 reweighted PRM as it improves. The meta set is a file, or (``meta_from_rollouts=True``) the policy's
 own recent rollouts graded by ``math.accuracy`` against the ``gold_column`` - full chains with a final
-correctness, exactly the meta data DreamPRM wants. Domain weights are logged every phase
-(``dreamprm/weight/<domain>``), saved in trainer checkpoints and restored on resume.
+correctness, exactly the meta data DreamPRM wants. Domain weights are logged every policy step
+(``dreamprm/weight/<domain>``, averaged over the logging interval like every trainer metric), the
+phase's losses as ``dreamprm/lower_loss``, ``dreamprm/meta_loss`` and ``dreamprm/hypergrad_norm``;
+the weights, the PRM and its optimizer are saved in trainer checkpoints and restored on resume.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 from transformers import TrainerCallback
 
 from rewardkit.trl import TrainerHook
-from rewardkit_dreamprm.reward import DreamPRMReward, load_prm
+from rewardkit_dreamprm.config import DreamPRMConfig
+from rewardkit_dreamprm.rewards import DreamPRMReward, load_prm
 from rewardkit_dreamprm.steps import make_chain
-from rewardkit_dreamprm.trainer import DreamPRMConfig, DreamPRMTrainer, MetaExample
+from rewardkit_dreamprm.trainer import DreamPRMTrainer, MetaExample
 
 
 class _PhaseCallback(TrainerCallback):
@@ -26,16 +29,7 @@ class _PhaseCallback(TrainerCallback):
         self.hook = hook
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.hook.every == 0:
-            self.hook.run_phase()
-        return control
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is not None and self.hook.bilevel is not None:
-            extra = {f"dreamprm/weight/{d}": w for d, w in self.hook.bilevel.weight_table().items()}
-            logs.update(extra)
-            if state.log_history:  # the trainer appended this record before calling on_log
-                state.log_history[-1].update(extra)
+        self.hook.policy_step_end(state.global_step)
         return control
 
 
@@ -73,14 +67,16 @@ class BilevelHook(TrainerHook):
         self.steps_per_phase = int(steps_per_phase)
         self.reward_name = reward_name
         self.bilevel: DreamPRMTrainer | None = None
+        self._trainer: Any = None  # the policy trainer, whose logs get the phase statistics
         self._pending_state: dict[str, Any] | None = None
         self._grader = None
 
     def setup(self, trainer: Any) -> None:
-        reward = next((f for f in trainer.reward_funcs
-                       if isinstance(f, DreamPRMReward) or getattr(f, "__name__", "") == self.reward_name), None)
-        if reward is not None:
-            prm = reward.scorer.prm
+        rewards = self.find_rewards(trainer, DreamPRMReward)
+        if len(rewards) > 1:  # several DreamPRM rewards: train the one named reward_name
+            rewards = self.find_rewards(trainer, DreamPRMReward, names=[self.reward_name])
+        if rewards:
+            prm = rewards[0].scorer.prm
         else:
             if self.prm_ref is None:
                 raise ValueError(f"no {self.reward_name!r} reward in the trainer and no prm= given")
@@ -91,6 +87,7 @@ class BilevelHook(TrainerHook):
 
         self.bilevel = DreamPRMTrainer(prm, self.train_examples, self.meta_examples, self.config,
                                        accelerator=Accelerator(cpu=prm.device.type == "cpu"))
+        self._trainer = trainer
         if self._pending_state is not None:
             self.load_state_dict(self._pending_state)
             self._pending_state = None
@@ -123,19 +120,39 @@ class BilevelHook(TrainerHook):
             self.bilevel.add_meta(metas, max_size=self.meta_buffer)
         return output
 
-    def run_phase(self) -> None:
+    def policy_step_end(self, step: int) -> None:
+        """After every policy step: a bi-level phase every ``every`` steps, then the logs."""
         if self.bilevel is None:
             return
+        stats = self.run_phase() if step % self.every == 0 else {}
+        stats.update({f"dreamprm/weight/{d}": w for d, w in self.bilevel.weight_table().items()})
+        self.log_metrics(self._trainer, stats)
+
+    def run_phase(self) -> dict[str, float]:
+        """``steps_per_phase`` lower steps (with the upper steps they are due); returns the phase's
+        mean losses (``dreamprm/lower_loss``, and ``dreamprm/meta_loss``, ``dreamprm/hypergrad_norm``
+        when an upper step ran) for the policy trainer's logs."""
+        if self.bilevel is None:
+            return {}
         target = self.bilevel.global_step + self.steps_per_phase
         if self.bilevel.meta_cursor is None and self.config.weighting != "none":
             # no meta data yet (rollout meta not collected): lower steps only
+            losses = []
             while self.bilevel.global_step < target:
                 batch = [self.bilevel.train_data[i] for i in self.bilevel.train_cursor.next()]
-                self.bilevel.lower_step(batch)
+                losses.append(self.bilevel.lower_step(batch))
                 self.bilevel.global_step += 1
-            return
+            return {"dreamprm/lower_loss": sum(losses) / len(losses)} if losses else {}
+        seen = len(self.bilevel.history)
         self.bilevel.train(max_steps=target)
         self.bilevel.prm.eval()
+        records = self.bilevel.history[seen:]
+        stats = {}
+        for key in ("lower_loss", "meta_loss", "hypergrad_norm"):
+            values = [r[key] for r in records if key in r]
+            if values:
+                stats[f"dreamprm/{key}"] = sum(values) / len(values)
+        return stats
 
     def state_dict(self) -> dict[str, Any]:
         if self.bilevel is None:

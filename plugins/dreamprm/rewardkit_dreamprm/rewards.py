@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from rewardkit import StepScores
-from rewardkit.prm import PRMReward, StepScorer, prompt_text
+from rewardkit import Batch, StepScores
+from rewardkit.prm import PRMReward, StepScorer, prompt_images, prompt_text
 from rewardkit_dreamprm.models import (
     DEFAULT_MAX_BATCH_TOKENS,
     EncodingError,
@@ -115,7 +115,7 @@ class DreamPRMScorer(StepScorer):
         if self._lazy_prm is None:
             if self.model_ref is None:
                 raise RuntimeError("this scorer held an in-memory PRM and was pickled; pass a path instead")
-            from rewardkit.trl.placement import process_device, whole_model_loading
+            from rewardkit.trl import process_device, whole_model_loading
 
             with whole_model_loading():  # scored unsharded on every rank (no DeepSpeed engine here)
                 prm = load_prm(self.model_ref, variant=self.variant,
@@ -225,11 +225,9 @@ class DreamPRMReward(PRMReward):
         ends = None if chain.prefix_ends is None else chain.prefix_ends[: m - 1] + [chain.prefix_ends[-1]]
         return Chain(chain.question, chain.response, spans, final_answer=chain.final_answer, prefix_ends=ends)
 
-    def step_scores_batch(self, batch):
+    def step_scores_batch(self, batch: Batch) -> list[StepScores | None]:
         if not isinstance(self.scorer, DreamPRMScorer):
             return super().step_scores_batch(batch)
-        from rewardkit.prm.multimodal import prompt_images
-
         out: list[StepScores | None] = [None] * len(batch)
         rows, chains = [], []
         vision = self.scorer.takes_images
@@ -256,7 +254,12 @@ class DreamPRMReward(PRMReward):
             self.scorer.keep_in_step(stats)
             scores = []
         batch.counts.update({k: v for k, v in stats.items() if k in ("truncated", "too_long")})
+        batch.extras["forwards"] = stats["forwards"]
         for i, chain, sc in zip(rows, chains, scores):
             out[i] = StepScores([float(x) for x in sc], list(chain.spans))
-        self.last_texts = list(batch.texts)
         return out
+
+    def log_components(self, batch: Batch) -> None:
+        super().log_components(batch)
+        if "forwards" in batch.extras:  # PRM forward passes this call took (max_batch_tokens packing)
+            batch.log_metric(f"rewardkit/{self.name}/forwards", float(batch.extras["forwards"]))
