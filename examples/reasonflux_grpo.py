@@ -55,7 +55,7 @@ def main(args: ReasonFluxGRPOArguments, training_args) -> dict[str, Any]:
     from rewardkit_reasonflux.config import get_preset
     from run_report import write_run_report
     from trl import GRPOTrainer
-    from warm_start import sft_warm_start
+    from warm_start import warm_start_as_asked
 
     from rewardkit import compose
     from rewardkit.testing import resolve_model
@@ -69,11 +69,7 @@ def main(args: ReasonFluxGRPOArguments, training_args) -> dict[str, Any]:
     out = Path(training_args.output_dir)
     model, tiny = resolve_model(args.model, state, seed=training_args.seed)
     prompts, sft = arithmetic_datasets(args.n_train, args.chat)
-    steps = args.warmstart_steps if args.warmstart_steps is not None else (40 if tiny else 0)
-    if steps > 0:
-        model = sft_warm_start(model, sft, out / "warmstart", steps=steps, learning_rate=args.warmstart_learning_rate,
-                               batch_size=args.warmstart_batch_size, seed=training_args.seed,
-                               use_cpu=training_args.use_cpu, state=state)
+    model = warm_start_as_asked(model, sft, args, training_args, tiny=tiny, tiny_steps=40, state=state)
     prm = resolve_model(None, state, kind="prm")[0] if args.prm == "tiny" else args.prm
     spec = get_preset(args.preset, beta=args.mix_beta).spec(prm, prm_params=args.prm_params)
     spec.update(args.extra_rewards)

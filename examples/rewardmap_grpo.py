@@ -66,7 +66,7 @@ def main(args: RewardMapArguments, training_args) -> dict[str, Any]:
     from rewardkit_rewardmap.data import gold_answer, make_dataset
     from run_report import reward_history, write_run_report
     from trl import GRPOTrainer
-    from warm_start import sft_warm_start
+    from warm_start import warm_start_as_asked
 
     from rewardkit import get_hook, get_reward
     from rewardkit.testing import resolve_model
@@ -89,13 +89,9 @@ def main(args: RewardMapArguments, training_args) -> dict[str, Any]:
                                      hook=hook)
     else:
         model, tiny = resolve_model(args.model, state, seed=seed)
-        steps = args.warmstart_steps if args.warmstart_steps is not None else (80 if tiny else 0)
-        if steps > 0:
-            sft = Dataset.from_list([{"prompt": r["prompt"], "completion": [{"role": "assistant", "content": gold_answer(r)}]
-                                      if args.chat else gold_answer(r)} for r in rows])
-            model = sft_warm_start(model, sft, out / "warmstart", steps=steps, learning_rate=args.warmstart_learning_rate,
-                                   batch_size=args.warmstart_batch_size, seed=seed, use_cpu=training_args.use_cpu,
-                                   state=state)
+        sft = Dataset.from_list([{"prompt": r["prompt"], "completion": [{"role": "assistant", "content": gold_answer(r)}]
+                                  if args.chat else gold_answer(r)} for r in rows])
+        model = warm_start_as_asked(model, sft, args, training_args, tiny=tiny, tiny_steps=80, state=state)
         trainer = build_trainer(GRPOTrainer, hooks=[hook], model=model, reward_funcs=[reward], args=training_args,
                                 train_dataset=Dataset.from_list(rows))
     trainer.train()

@@ -26,3 +26,17 @@ def sft_warm_start(model: str, dataset: Any, output_dir: str | Path, *, steps: i
     if state is not None:
         state.wait_for_everyone()
     return str(output_dir)
+
+
+def warm_start_as_asked(model: str, dataset: Any, args: Any, training_args: Any, *, tiny: bool, tiny_steps: int,
+                        state: Any = None) -> str:
+    """The warm start an example's arguments ask for: ``args.warmstart_steps`` SFT steps (None:
+    ``tiny_steps`` on the tiny model, none on a real one) at ``args.warmstart_learning_rate`` and
+    ``args.warmstart_batch_size``, saved under ``<output_dir>/warmstart``. Returns the model to train
+    next: the warm-started one, or ``model`` itself when no step runs."""
+    steps = args.warmstart_steps if args.warmstart_steps is not None else (tiny_steps if tiny else 0)
+    if steps <= 0:
+        return model
+    return sft_warm_start(model, dataset, Path(training_args.output_dir) / "warmstart", steps=steps,
+                          learning_rate=args.warmstart_learning_rate, batch_size=args.warmstart_batch_size,
+                          seed=training_args.seed, use_cpu=training_args.use_cpu, state=state)

@@ -50,17 +50,28 @@ def _pad_left(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, mask, offsets
 
 
+def is_model_path(model: Any) -> bool:
+    """Whether ``model`` names a checkpoint (a path or Hub id) rather than a loaded model."""
+    return isinstance(model, (str, bytes)) or hasattr(model, "__fspath__")
+
+
+def load_kwargs(dtype: Any = None, attn_implementation: str | None = None) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments for a PRM's ``dtype`` (a torch dtype or its name) and
+    attention implementation; empty when both are left to the checkpoint."""
+    kw: dict[str, Any] = {}
+    if dtype is not None:
+        kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if attn_implementation:
+        kw["attn_implementation"] = attn_implementation
+    return kw
+
+
 def _load_lm(model: Any, tokenizer: Any, dtype: Any = None, attn_implementation: str | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        kw: dict[str, Any] = {}
-        if dtype is not None:
-            kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-        if attn_implementation:
-            kw["attn_implementation"] = attn_implementation
+    if is_model_path(model):
         path = str(model)
-        lm = AutoModelForCausalLM.from_pretrained(path, **kw)
+        lm = AutoModelForCausalLM.from_pretrained(path, **load_kwargs(dtype, attn_implementation))
         tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
         if isinstance(tok, str):
             tok = AutoTokenizer.from_pretrained(tok)
@@ -185,7 +196,7 @@ class ValueHeadPRM(_PRMBase):
         lm, tok = _load_lm(model, tokenizer, dtype, attn_implementation)
         prm = cls(lm, tok, **kw)
         head_file = None
-        if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        if is_model_path(model):
             import os
 
             head_file = os.path.join(str(model), "dreamprm_head.pt")

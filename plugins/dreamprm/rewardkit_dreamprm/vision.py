@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from rewardkit.vision import decode_image, load_processor, save_processor
-from rewardkit_dreamprm.models import EncodingError, GenerativePRM, ValueHeadPRM
+from rewardkit_dreamprm.models import EncodingError, GenerativePRM, ValueHeadPRM, is_model_path, load_kwargs
 from rewardkit_dreamprm.steps import Chain
 
 VISION_KEYS = ("pixel_values", "image_grid_thw")
@@ -157,13 +157,8 @@ class _VisionPRM:
 def _load_vlm(model: Any, processor: Any, dtype: Any, attn_implementation: str | None):
     from transformers import AutoModelForImageTextToText
 
-    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        kw: dict[str, Any] = {}
-        if dtype is not None:
-            kw["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-        if attn_implementation:
-            kw["attn_implementation"] = attn_implementation
-        lm = AutoModelForImageTextToText.from_pretrained(str(model), **kw)
+    if is_model_path(model):
+        lm = AutoModelForImageTextToText.from_pretrained(str(model), **load_kwargs(dtype, attn_implementation))
         return lm, processor if processor is not None else load_processor(str(model))
     if processor is None:
         raise ValueError("pass the processor with an in-memory model")
@@ -187,7 +182,7 @@ class VisionValueHeadPRM(_VisionPRM, ValueHeadPRM):
 
         lm, proc = _load_vlm(model, processor, dtype, attn_implementation)
         prm = cls(lm, proc, **kw)
-        if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        if is_model_path(model):
             head_file = os.path.join(str(model), "dreamprm_head.pt")
             if os.path.exists(head_file):
                 prm.head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
