@@ -16,30 +16,14 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-class StepTimer(TrainerCallback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self._t = 0.0
-
-    def on_step_begin(self, args, state, control, **kw):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self._t = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kw):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.times.append(time.perf_counter() - self._t)
+from grpo_overhead import StepTimer  # noqa: E402
 
 
 def bare_reward(completions: list[Any], **kwargs: Any) -> list[float]:

@@ -19,13 +19,24 @@ from transformers import TrainerCallback
 
 
 class StepTimer(TrainerCallback):
+    """Wall time of each optimizer step (on a GPU, after its queued kernels finish)."""
+
     def __init__(self):
         self.times, self._t = [], None
 
+    @staticmethod
+    def _sync() -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
     def on_step_begin(self, args, state, control, **kw):
+        self._sync()
         self._t = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kw):
+        self._sync()
         self.times.append(time.perf_counter() - self._t)
 
 
